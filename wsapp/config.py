@@ -1,0 +1,131 @@
+"""One Settings object for the whole server, filled from defaults, WSAPP_* env vars and CLI flags.
+
+Every field is a flag (`--max-message-size`) and an environment variable
+(`WSAPP_MAX_MESSAGE_SIZE`); the flag wins over the variable, the variable over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Settings:
+    """Server configuration; `help` metadata doubles as the CLI and README documentation."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
+    port: int = field(default=5000, metadata={"help": "TCP port to listen on"})
+    max_message_size: int = field(
+        default=1 * MIB,
+        metadata={"help": "largest message accepted, in bytes (after decompression); 1009 past it"},
+    )
+    max_fragments: int = field(
+        default=4096, metadata={"help": "most frames one fragmented message may span; 1009 past it"}
+    )
+    ping_interval: float = field(
+        default=20.0, metadata={"help": "seconds of silence before the server pings a peer; 0 = off"}
+    )
+    ping_timeout: float = field(
+        default=20.0, metadata={"help": "seconds a pinged peer has to answer before it is closed"}
+    )
+    handshake_timeout: float = field(
+        default=10.0, metadata={"help": "seconds a client has to send a complete HTTP request"}
+    )
+    close_timeout: float = field(
+        default=3.0, metadata={"help": "seconds to wait for the peer's close frame"}
+    )
+    max_connections: int = field(
+        default=20000, metadata={"help": "WebSocket connections served at once; 503 past it"}
+    )
+    allowed_origins: str = field(
+        default="",
+        metadata={"help": "comma-separated extra allowed Origins ('*' = any); own host always ok"},
+    )
+    deflate: bool = field(
+        default=True, metadata={"help": "negotiate permessage-deflate (RFC 7692)"}
+    )
+    shutdown_timeout: float = field(
+        default=5.0, metadata={"help": "seconds graceful shutdown waits for connections to close"}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+
+    def origins(self) -> list[str]:
+        """The allowlist as a list, normalised (lower case, no trailing slash)."""
+        return [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (for tests and embedding)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _convert(f: dataclasses.Field, raw: str) -> Any:
+    """Turn a flag or env string into the field's type, with a clear error naming the field."""
+    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool}.get(
+        str(f.type), str
+    )
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{f.name}: cannot read {raw!r} as {kind.__name__}") from None
+
+
+def env_name(name: str) -> str:
+    """WSAPP_<FIELD> for a field name."""
+    return "WSAPP_" + name.upper()
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults overridden by WSAPP_* variables."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f, raw)
+    return Settings(**values)
+
+
+def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
+    """An argparse parser with one flag per Settings field."""
+    parser = argparse.ArgumentParser(prog=prog, description="wsapp: real-time push for Flask")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        doc = f"{f.metadata.get('help', '')} (env {env_name(f.name)}, default {f.default!r})"
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=doc)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=doc)
+    return parser
+
+
+def from_args(argv: Sequence[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from CLI flags over env vars over defaults; exits with a message on bad input."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = from_env(environ)
+        by_name = {f.name: f for f in fields(Settings)}
+        for name, raw in vars(args).items():
+            if raw is None:
+                continue
+            value = raw if isinstance(raw, bool) else _convert(by_name[name], raw)
+            setattr(settings, name, value)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return settings
