@@ -30,7 +30,7 @@ class Settings:
         default=4096, metadata={"help": "most frames one fragmented message may span; 1009 past it"}
     )
     ping_interval: float = field(
-        default=20.0, metadata={"help": "seconds of silence before the server pings a peer; 0 = off"}
+        default=20.0, metadata={"help": "idle seconds before the server pings a peer; 0 = off"}
     )
     ping_timeout: float = field(
         default=20.0, metadata={"help": "seconds a pinged peer has to answer before it is closed"}
