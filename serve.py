@@ -1,0 +1,33 @@
+"""Run wsapp: `python serve.py [--host H] [--port P] ...` (every flag also a WSAPP_* env var)."""
+
+from gevent import monkey
+
+monkey.patch_all()  # first: everything imported after this must see cooperative sockets
+
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+from wsapp import create_app  # noqa: E402
+from wsapp.config import from_args  # noqa: E402
+from wsapp.server import make_server, serve_forever  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse settings, build the app, serve until SIGINT/SIGTERM."""
+    settings = from_args(argv)
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    try:
+        server = make_server(app, settings)
+        server.init_socket()
+    except OSError as exc:
+        logging.getLogger("wsapp").error("cannot listen on %s:%s: %s", settings.host,
+                                         settings.port, exc)
+        return 2
+    serve_forever(server, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

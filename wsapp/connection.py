@@ -1,0 +1,341 @@
+"""The object at environ["wsgi.websocket"]: a WebSocket over a gevent socket.
+
+Same API as gevent-websocket's WebSocket (`receive()` -> str | bytes | None, `send(msg,
+binary=None)`, `close(code, reason)`, `closed`, `origin`, `path`), so existing apps drop in.
+What it adds: sends are serialised by a lock, so greenlets never interleave frames; close
+frames carry code and reason and the handshake completes both ways; the peer's close code is
+kept; limits come from Settings; pings are answered; protocol errors close with the right
+code instead of vanishing into a `None`.
+
+Memory matters (tens of thousands of idle connections): nothing is buffered while idle, and
+the per-connection state is a handful of slots.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from geventwebsocket.exceptions import WebSocketError
+
+from wsapp.frames import (
+    CLOSE_ABNORMAL,
+    CLOSE_NO_STATUS,
+    CLOSE_NORMAL,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    build_close_payload,
+    build_frame,
+)
+from wsapp.protocol import (
+    EV_CLOSE,
+    EV_ERROR,
+    EV_MESSAGE,
+    EV_PING,
+    EV_PONG,
+    Receiver,
+    encode_message,
+)
+
+log = logging.getLogger("wsapp.connection")
+
+RECV_SIZE = 65536
+
+
+class ConnectionClosed(WebSocketError):
+    """Raised by send() on a closed connection; `code`/`reason` say how it closed."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code} {reason})".strip())
+        self.code = code
+        self.reason = reason
+
+
+class WebSocket:
+    """One server-side WebSocket connection (drop-in for geventwebsocket's WebSocket)."""
+
+    __slots__ = ("environ", "path", "origin", "peer", "protocol", "extensions", "close_code",
+                 "close_reason", "sent_close_code", "last_seen", "ping_sent_at", "opened_at",
+                 "_sock", "_receiver", "_pending", "_send_lock", "_recv_lock", "_deflate",
+                 "_accept", "_close_sent", "_dead", "_done", "_close_timeout", "__weakref__")
+
+    def __init__(self, sock: socket.socket, environ: dict, *, max_message_size: int,
+                 max_fragments: int = 4096, deflate: Any = None, close_timeout: float = 3.0,
+                 accept: Callable[[], None] | None = None, initial: bytes = b"",
+                 protocol: str | None = None, extensions: str | None = None) -> None:
+        self.environ = environ
+        self.path = environ.get("PATH_INFO")
+        self.origin = environ.get("HTTP_ORIGIN")
+        self.peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
+        self.protocol = protocol
+        self.extensions = extensions
+        self.close_code: int | None = None  # the peer's, once its close frame arrived
+        self.close_reason = ""
+        self.sent_close_code: int | None = None
+        self.opened_at = self.last_seen = time.monotonic()
+        self.ping_sent_at = 0.0
+        self._sock = sock
+        self._receiver = Receiver(max_message_size, max_fragments, deflate=deflate)
+        self._pending: list = self._receiver.feed(initial) if initial else []
+        self._send_lock = Semaphore()
+        self._recv_lock = Semaphore()
+        self._deflate = deflate
+        self._accept = accept
+        self._close_sent = False
+        self._dead = False  # the TCP connection is gone (or being torn down)
+        self._done: Event | None = None  # set when the transport is closed, for close()
+        self._close_timeout = close_timeout
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once either side started closing or the transport died."""
+        return self._close_sent or self._dead or self._receiver.closed
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the 101 response has been sent (it is sent on first use)."""
+        return self._accept is None
+
+    @property
+    def receiving(self) -> bool:
+        """Whether a greenlet is blocked in receive() (so pongs would be seen)."""
+        return self._recv_lock.locked()
+
+    @property
+    def current_app(self) -> Any:
+        """gevent-websocket compatibility: apps sometimes look this up; there is none."""
+        return None
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def receive(self) -> str | bytes | None:
+        """The next message (str for text, bytes for binary), or None once closed."""
+        if self._accept is not None:
+            self._ensure_accepted()
+        with self._recv_lock:
+            return self._receive()
+
+    def read_message(self) -> str | bytes | None:
+        """Alias kept for gevent-websocket compatibility."""
+        return self.receive()
+
+    def _receive(self) -> str | bytes | None:
+        pending = self._pending
+        while True:
+            while pending:
+                kind, value = pending.pop(0)
+                if kind == EV_MESSAGE:
+                    return value
+                if kind == EV_PING:
+                    self._send_control(OP_PONG, value)
+                elif kind == EV_PONG:
+                    self.ping_sent_at = 0.0
+                elif kind == EV_CLOSE:
+                    self.close_code, self.close_reason = value
+                    self._peer_closed()
+                    return None
+                elif kind == EV_ERROR:
+                    self._fail(value.code, value.reason)
+                    return None
+            if self._dead or self._receiver.closed:
+                return None
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                self._transport_lost()
+                return None
+            self.last_seen = time.monotonic()
+            pending = self._pending = self._receiver.feed(data)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def send(self, message: str | bytes, binary: bool | None = None) -> None:
+        """Send one message; text for str unless binary=True, binary for bytes."""
+        if binary is None:
+            binary = not isinstance(message, str)
+        elif not binary and not isinstance(message, str):
+            message = bytes(message).decode("utf-8")
+        if self.closed:
+            raise ConnectionClosed(self.close_code or self.sent_close_code, self.close_reason)
+        with self._send_lock:
+            # Encoding sits inside the lock: a shared deflate context must see messages in
+            # the order they hit the wire.
+            self._write(encode_message(message, binary, self._deflate))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send pre-built frame bytes (fan-out builds a frame once for many connections)."""
+        if self.closed:
+            raise ConnectionClosed(self.close_code or self.sent_close_code, self.close_reason)
+        with self._send_lock:
+            self._write(frame)
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping; the pong is consumed by receive() and clears `ping_sent_at`."""
+        self.ping_sent_at = time.monotonic()
+        self._send_control(OP_PING, payload)
+
+    def _send_control(self, opcode: int, payload: bytes) -> None:
+        if self._dead or self._close_sent:
+            return
+        with self._send_lock:
+            try:
+                self._write(build_frame(opcode, payload))
+            except ConnectionClosed:
+                pass
+
+    def _write(self, data: bytes) -> None:
+        """Write under the send lock; a dead socket marks the connection dead."""
+        if self._accept is not None:
+            self._do_accept()
+        if self._dead:
+            raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, "connection lost")
+        try:
+            self._sock.sendall(data)
+        except OSError as exc:
+            self._transport_lost()
+            raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None
+
+    def _ensure_accepted(self) -> None:
+        with self._send_lock:
+            if self._accept is not None:
+                self._do_accept()
+
+    def _do_accept(self) -> None:
+        accept, self._accept = self._accept, None
+        try:
+            accept()
+        except OSError:
+            self._transport_lost()
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str | bytes = "") -> None:
+        """Start (or finish) the closing handshake, then close the TCP connection.
+
+        Waits up to close_timeout for the peer's close frame; another greenlet blocked in
+        receive() sees that frame and returns None.
+        """
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        if self._dead:
+            return
+        if self._accept is not None:
+            self._ensure_accepted()
+        self._send_close(code, reason)
+        if self._receiver.closed:
+            self._shutdown()
+            return
+        if self._recv_lock.acquire(blocking=False):
+            try:
+                self._drain_until_close()
+            finally:
+                self._recv_lock.release()
+        else:
+            done = self._done = self._done or Event()
+            if not done.wait(self._close_timeout):
+                self._abort()
+
+    def terminate(self, code: int, reason: str, send_timeout: float = 1.0) -> None:
+        """Close now without waiting for the peer (dead peer, shutdown stragglers)."""
+        if self._dead:
+            return
+        with gevent.Timeout(send_timeout, False):
+            self._send_close(code, reason)
+        if self.close_code is None:
+            self.close_code = CLOSE_ABNORMAL
+        self._abort()
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        if self._close_sent or self._dead:
+            return
+        self._close_sent = True
+        self.sent_close_code = code if code is not None else CLOSE_NO_STATUS
+        try:
+            with self._send_lock:
+                self._write(build_frame(OP_CLOSE, build_close_payload(code, reason)))
+        except ConnectionClosed:
+            pass
+
+    def _drain_until_close(self) -> None:
+        """After our close frame: discard messages until the peer's close frame or timeout."""
+        deadline = time.monotonic() + self._close_timeout
+        sock = self._sock
+        try:
+            while not self._dead:
+                for kind, value in self._pending:
+                    if kind == EV_CLOSE:
+                        self.close_code, self.close_reason = value
+                        self._shutdown()
+                        return
+                    if kind == EV_ERROR:
+                        self._abort()
+                        return
+                self._pending = []
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                data = sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                self._pending = self._receiver.feed(data)
+        except OSError:
+            pass
+        self._abort()
+
+    def _peer_closed(self) -> None:
+        """The peer's close frame arrived: answer it (unless we started) and close TCP."""
+        code = self.close_code
+        self._send_close(None if code == CLOSE_NO_STATUS else code, "")
+        self._shutdown()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): close frame with `code`, then close TCP."""
+        log.info("closing %s: %d %s", self.path, code, reason)
+        self._send_close(code, reason)
+        self.close_code = CLOSE_ABNORMAL
+        self.close_reason = reason
+        self._shutdown(linger=True)
+
+    def _transport_lost(self) -> None:
+        if self.close_code is None:
+            self.close_code = CLOSE_ABNORMAL
+        self._abort()
+
+    def _shutdown(self, linger: bool = False) -> None:
+        """Close TCP after the close handshake; with `linger`, drain first so unread input
+        does not turn our FIN into an RST that could destroy the close frame in flight."""
+        if self._dead:
+            return
+        self._dead = True
+        sock = self._sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            if linger:
+                sock.settimeout(min(self._close_timeout, 1.0))
+                for _ in range(64):
+                    if not sock.recv(RECV_SIZE):
+                        break
+        except OSError:
+            pass
+        self._abort()
+
+    def _abort(self) -> None:
+        self._dead = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+        if self._done is not None:
+            self._done.set()

@@ -1,0 +1,344 @@
+"""The WSGI handler: a drop-in subclass of gevent-websocket's WebSocketHandler.
+
+Pass it as `handler_class` to gevent's WSGIServer. It checks the handshake strictly (with
+clear HTTP errors as bytes), negotiates permessage-deflate, builds our `WebSocket` at
+environ["wsgi.websocket"] and runs the app. The 101 response is sent when the route first
+uses the socket, so a route that returns an HTTP error without touching it (or a URL with
+no route: 404) answers the client with that error instead of a dead WebSocket.
+
+Settings come from `server.settings` (set by wsapp.server) or, for a bare WSGIServer, from
+WSAPP_* environment variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import time
+from urllib.parse import urlsplit
+
+import gevent
+from gevent.pywsgi import WSGIHandler
+from geventwebsocket.handler import WebSocketHandler as _StockHandler
+
+from wsapp.config import Settings, from_env
+from wsapp.connection import WebSocket
+from wsapp.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
+from wsapp.tracker import ConnectionTracker
+
+log = logging.getLogger("wsapp.handler")
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_EMPTY_INPUT = io.BytesIO()
+_DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+
+
+class _HandshakeTimeout(Exception):
+    """The client did not finish its HTTP request in time."""
+
+
+class Rejection(Exception):
+    """A handshake refused with an HTTP status; the body says why, in plain text."""
+
+    def __init__(self, status: str, reason: str, headers: list | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def accept_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """Whether a browser Origin may connect: its own host, the allowlist, or '*'.
+
+    Non-browser clients send no Origin and are allowed: Origin protects browsers' users
+    from other sites, it is not authentication.
+    """
+    if not origin:
+        return True
+    if "*" in allowed:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if not parts.hostname or not host:
+        return False
+    origin_port = str(parts.port) if parts.port else _DEFAULT_PORTS.get(parts.scheme, "")
+    host = host.strip().lower()
+    if host.startswith("["):  # IPv6 literal
+        name, _, port = host[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        name, _, port = host.partition(":")
+    return parts.hostname == name and (port or _DEFAULT_PORTS.get(parts.scheme, "")) == (
+        origin_port)
+
+
+_default_settings: Settings | None = None
+
+
+class WebSocketHandler(_StockHandler):
+    """gevent-websocket's handler with a hardened handshake and our WebSocket object."""
+
+    websocket: WebSocket | None = None
+
+    # -- settings and shared state ---------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        settings = getattr(self.server, "settings", None)
+        if settings is None:
+            global _default_settings
+            if _default_settings is None:
+                _default_settings = from_env()
+            settings = self.server.settings = _default_settings
+        return settings
+
+    @property
+    def tracker(self) -> ConnectionTracker:
+        tracker = getattr(self.server, "tracker", None)
+        if tracker is None:
+            s = self.settings
+            tracker = self.server.tracker = ConnectionTracker(s.ping_interval, s.ping_timeout)
+        return tracker
+
+    # -- request reading with a deadline -----------------------------------------------
+
+    def handle_one_request(self):  # type: ignore[override]
+        """Read one request; a client gets `handshake_timeout` seconds to send it all."""
+        timer = gevent.Timeout(self.settings.handshake_timeout, _HandshakeTimeout)
+        self._request_timer = timer
+        timer.start()
+        try:
+            return super().handle_one_request()
+        except _HandshakeTimeout:
+            log.info("handshake timeout: %s sent no complete request within %.1fs",
+                     self._peer(), self.settings.handshake_timeout)
+            return None
+        finally:
+            timer.close()
+
+    def get_environ(self) -> dict:
+        # Called once the request line and headers are in: the deadline no longer applies.
+        timer = getattr(self, "_request_timer", None)
+        if timer is not None:
+            timer.close()
+        return super().get_environ()
+
+    # -- the upgrade -------------------------------------------------------------------
+
+    def run_application(self) -> None:
+        environ = self.environ
+        if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+            return WSGIHandler.run_application(self)  # plain HTTP
+        self.close_connection = True
+        try:
+            headers, deflate = self._check_handshake()
+        except Rejection as rej:
+            log.info("handshake refused %s %s: %s %s", self._peer(), environ.get("PATH_INFO"),
+                     rej.status, rej.reason)
+            self._respond(rej.status, rej.headers, rej.reason.encode("utf-8") + b"\n")
+            return None
+        self._run_websocket(headers, deflate)
+        return None
+
+    def _check_handshake(self) -> tuple[list[tuple[str, str]], object]:
+        """Validate the upgrade request; return the 101 headers and the deflate state."""
+        env = self.environ
+        s = self.settings
+        version_header = [("Sec-WebSocket-Version", "13")]
+        if self.request_version != "HTTP/1.1":
+            raise Rejection("400 Bad Request", f"WebSocket needs HTTP/1.1, got "
+                            f"{self.request_version}")
+        if env.get("REQUEST_METHOD") != "GET":
+            raise Rejection("400 Bad Request", "a WebSocket handshake must be a GET request")
+        if "upgrade" not in [t.strip() for t in env.get("HTTP_CONNECTION", "").lower().split(",")]:
+            raise Rejection("400 Bad Request", "Connection header lacks the 'upgrade' token")
+        version = env.get("HTTP_SEC_WEBSOCKET_VERSION")
+        if not version:
+            raise Rejection("426 Upgrade Required", "Sec-WebSocket-Version header missing",
+                            version_header)
+        if version.strip() != "13":
+            raise Rejection("400 Bad Request", f"unsupported WebSocket version {version!r}",
+                            version_header)
+        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+        try:
+            if len(base64.b64decode(key, validate=True)) != 16:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise Rejection("400 Bad Request",
+                            "Sec-WebSocket-Key must be 16 bytes in base64") from None
+        if not origin_allowed(env.get("HTTP_ORIGIN"), env.get("HTTP_HOST"), s.origins()):
+            raise Rejection("403 Forbidden", f"origin {env.get('HTTP_ORIGIN')!r} not allowed")
+        if len(self.tracker) >= s.max_connections:
+            raise Rejection("503 Service Unavailable",
+                            f"server is at its limit of {s.max_connections} connections",
+                            [("Retry-After", "5")])
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Accept", accept_key(key))]
+        deflate = None
+        if s.deflate and env.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"):
+            from wsapp.deflate import PerMessageDeflate, negotiate
+
+            agreed = negotiate(env["HTTP_SEC_WEBSOCKET_EXTENSIONS"])
+            if agreed is not None:
+                params, response = agreed
+                deflate = PerMessageDeflate(params)
+                headers.append(("Sec-WebSocket-Extensions", response))
+        protocol = self._select_protocol()
+        if protocol:
+            headers.append(("Sec-WebSocket-Protocol", protocol))
+        return headers, deflate
+
+    def _select_protocol(self) -> str | None:
+        """gevent-websocket's hook: `application.app_protocol(path)` names the subprotocol."""
+        offered = self.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
+        chooser = getattr(self.application, "app_protocol", None)
+        if not offered or chooser is None:
+            return None
+        wanted = chooser(self.environ["PATH_INFO"])
+        offers = [p.strip() for p in offered.split(",")]
+        return wanted if wanted in offers else None
+
+    def _run_websocket(self, headers: list[tuple[str, str]], deflate: object) -> None:
+        """Build the WebSocket, run the app, then close and log."""
+        env = self.environ
+        response = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        raw_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode("latin-1")
+        sock = self.socket
+
+        def accept() -> None:
+            sock.sendall(raw_101)
+            self.status = "101 Switching Protocols"
+            self.code = 101
+            self.headers_sent = True
+            log.info("upgrade %s %s%s", self._peer(), env.get("PATH_INFO"),
+                     " deflate" if deflate else "")
+
+        s = self.settings
+        ws = WebSocket(sock, env, max_message_size=s.max_message_size,
+                       max_fragments=s.max_fragments, deflate=deflate,
+                       close_timeout=s.close_timeout, accept=accept,
+                       initial=self._take_buffered_input(),
+                       protocol=dict(headers).get("Sec-WebSocket-Protocol"),
+                       extensions=dict(headers).get("Sec-WebSocket-Extensions"))
+        self.websocket = ws
+        env["wsgi.websocket"] = ws
+        env["wsgi.websocket_version"] = "13"
+        tracker = self.tracker
+        tracker.add(ws)
+        started = time.monotonic()
+        app_status: list = []
+
+        def start_response(status, response_headers, exc_info=None):
+            app_status[:] = [status, response_headers]
+            return lambda data: None
+
+        failed = False
+        body = b""
+        try:
+            result = self.application(env, start_response)
+            try:
+                if not ws.accepted and not _is_success(app_status):
+                    body = b"".join(result)  # the app refused: its response goes out as is
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            failed = True
+            log.exception("route %s raised", env.get("PATH_INFO"))
+        finally:
+            tracker.discard(ws)
+        try:
+            if not ws.accepted and not failed and not _is_success(app_status):
+                status, response_headers = app_status
+                ws._accept = None  # never upgraded
+                self._respond(status, response_headers, body)
+                log.info("handshake refused by route %s %s: %s", self._peer(),
+                         env.get("PATH_INFO"), status)
+                return
+            if failed or (app_status and app_status[0][:1] == "5"):
+                ws.close(CLOSE_INTERNAL_ERROR, "internal server error")
+            elif not ws.closed:
+                ws.close(CLOSE_NORMAL, "")
+            elif not ws.accepted:
+                ws.close(CLOSE_NORMAL, "")
+        finally:
+            env["wsgi.websocket"] = None
+            self.websocket = None
+            if ws.accepted:
+                log.info("close %s %s %.1fs sent=%s received=%s %s", self._peer(),
+                         env.get("PATH_INFO"), time.monotonic() - started, ws.sent_close_code,
+                         ws.close_code, ws.close_reason)
+
+    def _take_buffered_input(self) -> bytes:
+        """Take bytes pywsgi already buffered past the headers, then drop its reader.
+
+        The 8 KiB buffered reader would otherwise live as long as the connection; ours
+        reads the socket directly and holds nothing while idle.
+        """
+        rfile, sock = self.rfile, self.socket
+        data = b""
+        try:
+            timeout = sock.gettimeout()
+            sock.settimeout(0.0)
+            try:
+                if rfile.peek(1):
+                    data = rfile.read1(1 << 20)
+            finally:
+                sock.settimeout(timeout)
+        except (OSError, ValueError):
+            pass
+        self.environ["wsgi.input"] = _EMPTY_INPUT
+        if self.wsgi_input is not None:
+            self.wsgi_input.rfile = None
+        self.__dict__.pop("headers", None)  # pywsgi's parsed copy; environ has them all
+        self.rfile = _EMPTY_INPUT
+        return data
+
+    def _respond(self, status: str, headers: list, body: bytes) -> None:
+        """Send a plain HTTP response and close (handshake refusals)."""
+        names = {k.lower() for k, _ in headers}
+        headers = list(headers)
+        if "content-type" not in names:
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        headers.append(("Connection", "close"))
+        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        self.status = status
+        self.code = int(status.split()[0])
+        self.headers_sent = True
+        try:
+            self.socket.sendall(head.encode("latin-1") + body)
+        except OSError:
+            pass
+
+    # -- logging ---------------------------------------------------------------------
+
+    def _peer(self) -> str:
+        addr = self.client_address
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return f"{addr[0]}:{addr[1]}"
+        return str(addr)
+
+    def log_request(self) -> None:
+        # WebSocket upgrades and refusals are logged by us with more detail.
+        environ = getattr(self, "environ", None)
+        if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
+            return
+        WSGIHandler.log_request(self)
+
+
+def _is_success(app_status: list) -> bool:
+    """A route that returned 1xx/2xx (or nothing) accepted the WebSocket."""
+    return not app_status or app_status[0][:1] in ("1", "2")

@@ -1,0 +1,245 @@
+"""Sans-I/O WebSocket message layer: bytes in, events out; messages in, bytes out.
+
+Theory of operation: `Receiver.feed(data)` appends to a buffer and turns every complete
+frame into events, enforcing fragmentation rules, limits, UTF-8 and permessage-deflate.
+Data frames are consumed as they arrive (a 16 MiB frame never waits whole in the buffer),
+and text is decoded incrementally as its bytes arrive, so invalid UTF-8 fails fast, inside
+the frame, and each byte is validated exactly once. Any violation raises ProtocolError with
+the close code to send; after a close frame, input is ignored.
+
+`encode_message` builds the bytes of an outgoing data message (compressed when the
+connection negotiated deflate and the message is worth it).
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import TYPE_CHECKING
+
+from wsapp.frames import (
+    CLOSE_INVALID_DATA,
+    CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_TEXT,
+    ProtocolError,
+    apply_mask,
+    build_header,
+    parse_close_payload,
+    parse_header,
+)
+
+if TYPE_CHECKING:
+    from wsapp.deflate import PerMessageDeflate
+
+# Events are (kind, value) tuples: cheap to make on the per-message hot path.
+EV_MESSAGE = 0  # value: str (text) or bytes (binary)
+EV_PING = 1  # value: payload bytes
+EV_PONG = 2  # value: payload bytes
+EV_CLOSE = 3  # value: (code, reason)
+EV_ERROR = 4  # value: ProtocolError; always the last event, nothing is parsed after it
+Event = tuple[int, str | bytes | tuple[int, str] | ProtocolError]
+
+_Utf8Decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class Receiver:
+    """Turns the bytes a client sends into events; raises ProtocolError on any violation."""
+
+    __slots__ = ("_buf", "_max_size", "_max_fragments", "_deflate", "_mask_required",
+                 "_head", "_done", "_message_op", "_fragments", "_size", "_parts",
+                 "_decoder", "_compressed", "closed")
+
+    def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
+                 deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
+        self._buf = bytearray()
+        self._max_size = max_message_size
+        self._max_fragments = max_fragments
+        self._deflate = deflate
+        self._mask_required = mask_required
+        self._head = None  # header of the data frame whose payload is arriving
+        self._done = 0  # payload bytes of that frame already consumed
+        self._message_op = 0  # OP_TEXT/OP_BINARY while a fragmented message is open
+        self._fragments = 0
+        self._size = 0  # bytes of the open message so far (after decompression)
+        self._parts: list = []
+        self._decoder = None
+        self._compressed = False
+        self.closed = False  # a close frame was received; nothing after it is parsed
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held but not yet turned into events (for tests and memory accounting)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Event]:
+        """Consume `data`; return the events it completes, in order.
+
+        A violation ends the list with (EV_ERROR, ProtocolError) so that the messages that
+        arrived before it in the same read are still delivered.
+        """
+        if self.closed:
+            return []
+        events: list[Event] = []
+        try:
+            self._feed(data, events)
+        except ProtocolError as exc:
+            self.closed = True
+            self._buf = bytearray()
+            events.append((EV_ERROR, exc))
+        return events
+
+    def _feed(self, data: bytes, events: list[Event]) -> None:
+        buf = self._buf
+        if buf:
+            buf += data
+            view = buf
+        else:
+            view = data  # fast path: nothing pending, parse straight from the new bytes
+        pos = 0
+        end = len(view)
+        while pos < end:
+            head = self._head
+            if head is None:
+                head = parse_header(
+                    view[pos:pos + 14] if pos else view,
+                    self._max_size - self._size,
+                    require_mask=self._mask_required,
+                    rsv1_allowed=self._deflate is not None,
+                )
+                if head is None:
+                    break
+                pos += head.size
+                if head.opcode >= OP_CLOSE:
+                    # Control frames (<= 125 bytes) are handled whole, between fragments.
+                    if end - pos < head.length:
+                        pos -= head.size
+                        break
+                    payload = view[pos:pos + head.length]
+                    pos += head.length
+                    if head.mask is not None:
+                        payload = apply_mask(payload, head.mask)
+                    else:
+                        payload = bytes(payload)
+                    event = self._control(head.opcode, payload)
+                    events.append(event)
+                    if self.closed:
+                        pos = end
+                        break
+                    continue
+                self._start_data_frame(head)
+                self._head = head
+                self._done = 0
+            # Payload of a data frame: take what is here, now.
+            take = min(head.length - self._done, end - pos)
+            if take or head.length == 0:
+                chunk = view[pos:pos + take]
+                pos += take
+                if head.mask is not None:
+                    chunk = apply_mask(chunk, head.mask, self._done)
+                elif not isinstance(chunk, bytes):
+                    chunk = bytes(chunk)
+                self._done += take
+                final = self._done == head.length
+                if not self._compressed:
+                    self._size += take  # the next frame's header is checked against the rest
+                message = self._data(chunk, final and head.fin)
+                if final:
+                    self._head = None
+                    if message is not None:
+                        events.append((EV_MESSAGE, message))
+            else:
+                break
+        if view is buf:
+            del buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(view[pos:])
+
+    def _control(self, opcode: int, payload: bytes) -> Event:
+        if opcode == OP_CLOSE:
+            self.closed = True
+            return EV_CLOSE, parse_close_payload(payload)
+        return (EV_PING if opcode == OP_PING else EV_PONG), payload
+
+    def _start_data_frame(self, head) -> None:
+        """Check a data frame's header against the fragmentation state (RFC 6455 §5.4)."""
+        if head.opcode == OP_CONT:
+            if not self._message_op:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation frame with no message")
+            if head.rsv1:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "RSV1 set on a continuation frame")
+            self._fragments += 1
+            if self._fragments > self._max_fragments:
+                raise ProtocolError(CLOSE_MESSAGE_TOO_BIG,
+                                    f"message spans more than {self._max_fragments} frames")
+        else:
+            if self._message_op:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+            self._message_op = head.opcode
+            self._fragments = 1
+            self._size = 0
+            self._compressed = head.rsv1
+
+    def _data(self, chunk: bytes, last: bool):
+        """Add one piece of a data message; return the message when `last`, else None."""
+        if self._compressed:
+            # zlib inflates as a stream, so partial frames go in as they come; the budget
+            # caps the output, so a compression bomb stops at the limit.
+            chunk = self._deflate.decompress(chunk, final=last,
+                                             limit=self._max_size - self._size)
+            self._size += len(chunk)
+        if self._message_op == OP_TEXT:
+            decoder = self._decoder
+            if decoder is None:
+                if last:  # the whole message in one piece: the common, fast case
+                    self._reset()
+                    try:
+                        return chunk.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise ProtocolError(CLOSE_INVALID_DATA, "text is not valid UTF-8") from None
+                decoder = self._decoder = _Utf8Decoder()
+            try:
+                text = decoder.decode(chunk, last)
+            except UnicodeDecodeError:
+                raise ProtocolError(CLOSE_INVALID_DATA, "text is not valid UTF-8") from None
+            if not last:
+                if text:
+                    self._parts.append(text)
+                return None
+            parts = self._parts
+            self._reset()
+            if parts:
+                parts.append(text)
+                return "".join(parts)
+            return text
+        if not last:
+            if chunk:
+                self._parts.append(chunk)
+            return None
+        parts = self._parts
+        self._reset()
+        if parts:
+            parts.append(chunk)
+            return b"".join(parts)
+        return chunk
+
+    def _reset(self) -> None:
+        self._message_op = 0
+        self._parts = []
+        self._decoder = None
+        self._size = 0
+        self._compressed = False
+
+
+def encode_message(data: str | bytes, binary: bool,
+                   deflate: PerMessageDeflate | None = None) -> bytes:
+    """The bytes of one unfragmented, unmasked (server-to-client) data message."""
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    opcode = OP_BINARY if binary else OP_TEXT
+    if deflate is not None and deflate.should_compress(payload):
+        payload = deflate.compress(payload)
+        return build_header(opcode, len(payload), rsv1=True) + payload
+    return build_header(opcode, len(payload)) + payload

@@ -1,0 +1,40 @@
+"""HTML pages and health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, render_template
+
+bp = Blueprint("pages", __name__)
+
+PAGES = [("/echo", "Echo", "type a message, see it echoed, watch the round-trip latency")]
+
+# Pages load only our own script and styles, and talk only to this host.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+
+
+@bp.after_app_request
+def security_headers(resp: Response) -> Response:
+    """Every HTML page gets a Content-Security-Policy."""
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+@bp.route("/")
+def index() -> str:
+    """The list of demo pages."""
+    return render_template("index.html", pages=PAGES)
+
+
+@bp.route("/echo")
+def echo_page() -> str:
+    """The echo demo."""
+    return render_template("echo.html")
+
+
+@bp.route("/healthz")
+def healthz() -> Response:
+    """Liveness for load balancers."""
+    return jsonify(status="ok")

@@ -1,0 +1,80 @@
+"""Who is connected right now: liveness pings, dead-peer cut-off, and close-all at shutdown.
+
+One greenlet per server sweeps every connection a few times per ping interval, instead of a
+timer greenlet per connection: at tens of thousands of idle connections that saves a
+greenlet stack each.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import gevent
+
+from wsapp.connection import WebSocket
+from wsapp.frames import CLOSE_INTERNAL_ERROR
+
+log = logging.getLogger("wsapp.tracker")
+
+
+class ConnectionTracker:
+    """The set of open WebSockets of one server, with their heartbeat."""
+
+    def __init__(self, ping_interval: float = 20.0, ping_timeout: float = 20.0) -> None:
+        self.connections: set[WebSocket] = set()
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self._sweeper: gevent.Greenlet | None = None
+
+    def __len__(self) -> int:
+        return len(self.connections)
+
+    def add(self, ws: WebSocket) -> None:
+        """Track `ws`; starts the heartbeat sweeper on first use."""
+        self.connections.add(ws)
+        if self._sweeper is None and self.ping_interval > 0:
+            self._sweeper = gevent.spawn(self._sweep_forever)
+
+    def discard(self, ws: WebSocket) -> None:
+        """Forget `ws` (it closed)."""
+        self.connections.discard(ws)
+
+    def _sweep_forever(self) -> None:
+        period = max(0.05, min(self.ping_interval, self.ping_timeout or self.ping_interval) / 4)
+        while True:
+            gevent.sleep(period)
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # keep the heartbeat alive whatever one connection does
+                log.exception("heartbeat sweep failed")
+
+    def sweep(self, now: float) -> None:
+        """Ping connections silent for ping_interval; cut those that did not answer in time.
+
+        Only a connection whose route is reading can see a pong, so a peer is judged dead
+        only while something is receiving on it.
+        """
+        interval, timeout = self.ping_interval, self.ping_timeout
+        for ws in list(self.connections):
+            if ws.closed or not ws.accepted:
+                continue
+            if ws.ping_sent_at:
+                if (timeout and now - ws.ping_sent_at > timeout and ws.receiving
+                        and ws.last_seen < ws.ping_sent_at):
+                    log.info("no pong from %s on %s for %.1fs: closing", ws.peer, ws.path,
+                             now - ws.ping_sent_at)
+                    gevent.spawn(ws.terminate, CLOSE_INTERNAL_ERROR, "ping timeout")
+            elif now - ws.last_seen > interval:
+                gevent.spawn(ws.ping)
+
+    def close_all(self, code: int, reason: str, timeout: float) -> int:
+        """Close every connection with `code` (e.g. 1001 at shutdown); wait up to `timeout`."""
+        conns = list(self.connections)
+        jobs = [gevent.spawn(ws.close, code, reason) for ws in conns]
+        gevent.joinall(jobs, timeout=timeout)
+        for ws, job in zip(conns, jobs, strict=True):
+            if not job.dead:
+                job.kill(block=False)
+                ws.terminate(code, reason)
+        return len(conns)
