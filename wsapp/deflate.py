@@ -112,13 +112,14 @@ def _window_bits(value: str) -> int | None:
     return bits if _MIN_BITS <= bits <= _MAX_BITS else None
 
 
-def _parse_offer(element: str) -> dict[str, object] | None:
-    """The parameters of one permessage-deflate offer, or None if it is another extension
-    or malformed in any way (RFC 7692 §5: such an offer is declined, not the connection)."""
+def _parse_offer(element: str) -> dict[str, int | None] | None:
+    """The parameters of one permessage-deflate offer (flags and a value-less
+    client_max_window_bits map to None), or None if it is another extension or malformed in
+    any way (RFC 7692 §5: such an offer is declined, not the connection)."""
     pieces = _split(element, ";")
     if pieces[0].strip(_OWS).lower() != EXTENSION_NAME:
         return None
-    params: dict[str, object] = {}
+    params: dict[str, int | None] = {}
     for piece in pieces[1:]:
         name, eq, raw = piece.partition("=")
         name = name.strip(_OWS).lower()
@@ -127,7 +128,7 @@ def _parse_offer(element: str) -> dict[str, object] | None:
         if name in _FLAG_PARAMS:
             if eq:
                 return None
-            params[name] = True
+            params[name] = None
         elif name in _BITS_PARAMS:
             if not eq:
                 if name == "server_max_window_bits":
@@ -154,60 +155,55 @@ def negotiate(header: str | None, *, server_max_window_bits: int = 15,
     The keywords are the server's own preferences, to save memory; each can only narrow what
     the offer gives, and all default to "no preference" (maximum compatibility):
     - server_max_window_bits < 15 (8..15): compress with a smaller window, answered even when
-      not offered (RFC 7692 §7.1.2.1 allows it; Firefox before 2015 rejected that). Memory
-      for the compressor drops from ~140 KiB at 15 bits to ~20 KiB at 9.
+      not offered (RFC 7692 §7.1.2.1 allows it; Firefox before 2015 rejected that). The
+      compressor drops from ~150 KiB at 15 bits to ~20 KiB at 9 (mem_level 5).
     - client_max_window_bits < 15 (9..15; zlib-based clients cannot compress with 8): asks the
       client for a smaller window, only possible if it offered the parameter (§7.1.2.2).
     - server_no_context_takeover: fresh compressor per message (§7.1.1.1 allows it unasked).
     - client_no_context_takeover: fresh inflater per message (§7.1.1.2 allows it unasked).
     An offered client_no_context_takeover is always accepted: the client volunteered it and it
     lets the server drop its inflater between messages.
+    Bad preferences (a programming error, not bad input) raise ValueError.
     """
     if not _MIN_BITS <= server_max_window_bits <= _MAX_BITS:
         raise ValueError("server_max_window_bits preference must be 8..15")
     if not _ZLIB_MIN_DEFLATE_BITS <= client_max_window_bits <= _MAX_BITS:
         raise ValueError("client_max_window_bits preference must be 9..15")
-    if not header:
+    if not header or not isinstance(header, str):
         return None
-    try:
-        elements = _split(header, ",")
-    except Exception:  # pragma: no cover - _split only iterates a str; belt and braces
-        return None
-    for element in elements:
+    for element in _split(header, ","):
         if not element.strip(_OWS):
             continue  # HTTP list syntax allows empty elements
         offer = _parse_offer(element)
-        if offer is None:
-            continue
-        return _accept(offer, server_max_window_bits, client_max_window_bits,
-                       server_no_context_takeover, client_no_context_takeover)
+        if offer is not None:
+            return _accept(offer, server_max_window_bits, client_max_window_bits,
+                           server_no_context_takeover, client_no_context_takeover)
     return None
 
 
-def _accept(offer: dict[str, object], server_pref: int, client_pref: int,
+def _accept(offer: dict[str, int | None], server_pref: int, client_pref: int,
             server_nct_pref: bool, client_nct_pref: bool) -> tuple[DeflateParams, str]:
     """The agreed parameters and the response for one valid offer."""
     response = [EXTENSION_NAME]
-    server_nct = bool(offer.get("server_no_context_takeover")) or server_nct_pref
+    server_nct = "server_no_context_takeover" in offer or server_nct_pref
     if server_nct:
         response.append("server_no_context_takeover")
-    # The hint in an offer is not enough: some clients (autobahn) only honour it when the
-    # response repeats it, so the server relies on it only after echoing it.
-    client_nct = bool(offer.get("client_no_context_takeover")) or client_nct_pref
+    # The offer's hint alone is not relied on: some clients (autobahn) only honour it when
+    # the response repeats it, so it is echoed and then binds both sides.
+    client_nct = "client_no_context_takeover" in offer or client_nct_pref
     if client_nct:
         response.append("client_no_context_takeover")
 
-    offered = offer.get("server_max_window_bits", _ABSENT)
-    server_bits = server_pref if offered is _ABSENT else min(server_pref, offered)  # type: ignore[type-var]
-    if offered is not _ABSENT or server_bits < _MAX_BITS:
+    server_bits = min(server_pref, offer.get("server_max_window_bits") or _MAX_BITS)
+    # §7.1.2.1: accepting an offered value means answering it (same or smaller).
+    if "server_max_window_bits" in offer or server_bits < _MAX_BITS:
         response.append(f"server_max_window_bits={server_bits}")
 
-    offered = offer.get("client_max_window_bits", _ABSENT)
-    if offered is _ABSENT:
-        client_bits = _MAX_BITS  # §7.1.2.2: the response MUST NOT carry it
-    else:
-        client_bits = min(client_pref, _MAX_BITS if offered is None else offered)  # type: ignore[type-var]
-        # Always stated when the offer gave a value: a client may otherwise fall back to 15.
+    client_bits = _MAX_BITS
+    if "client_max_window_bits" in offer:  # §7.1.2.2: else the response MUST NOT carry it
+        offered = offer["client_max_window_bits"]
+        client_bits = min(client_pref, offered or _MAX_BITS)
+        # Stated whenever the offer had a value: a client may otherwise fall back to 15.
         if offered is not None or client_bits < _MAX_BITS:
             response.append(f"client_max_window_bits={client_bits}")
 
@@ -319,7 +315,7 @@ class PerMessageDeflate:
                                  f"message inflates past the {limit}-byte limit")
             if out:
                 parts.append(out)
-                self._stream_start = False
+            self._stream_start = False
             if not inflater.eof:
                 break
             # A BFINAL block ended the deflate stream (RFC 7692 §7.2.3.4). Blocks may follow

@@ -174,6 +174,7 @@ class WorkerStats:
         # per-second timelines line up when merged.
         self.origin = origin
         self.latency = LogHistogram()
+        self.window = LogHistogram()  # latency since the last progress snapshot
         self.connect = LogHistogram()
         self.first = LogHistogram()  # broadcast: per message, latency to the first receiver
         self.last = LogHistogram()  # broadcast: per message, latency to the last receiver
@@ -192,7 +193,7 @@ class WorkerStats:
         self.published: dict[str, int] = {}  # channel -> publishes acknowledged or in flight
         # broadcast: seq -> [first receive time, last receive time, receivers]
         self.deliveries: dict[int, list[float]] = {}
-        self.cpu_pct: float = 0.0
+        self.cpu_pct: dict[str, float] = {}  # phase -> CPU % of one core
         self.rss_mb: float = 0.0
         self.measure_start = 0.0
         self.measure_end = 0.0
@@ -209,6 +210,7 @@ class WorkerStats:
         """One message arrived `ms` after it was due to be sent."""
         self.received += 1
         self.latency.add(ms)
+        self.window.add(ms)
         s = self.second(now)
         s.received += 1
         s.latency.add(ms)
@@ -297,7 +299,7 @@ class Merged:
     counters: Counter[str] = field(default_factory=Counter)
     published: Counter[str] = field(default_factory=Counter)
     deliveries: dict[int, list[float]] = field(default_factory=dict)
-    cpu_pct: list[float] = field(default_factory=list)
+    cpu_pct: dict[str, list[float]] = field(default_factory=dict)
     rss_mb: list[float] = field(default_factory=list)
     measure_start: float = 0.0
     measure_end: float = 0.0
@@ -326,7 +328,8 @@ def merge(results: list[dict[str, Any]]) -> Merged:
                 d[1] = min(d[1], first)
                 d[2] = max(d[2], last)
                 d[3] += n
-        m.cpu_pct.append(r["cpu_pct"])
+        for phase, pct in r["cpu_pct"].items():
+            m.cpu_pct.setdefault(phase, []).append(pct)
         m.rss_mb.append(r["rss_mb"])
         if r["measure_start"]:
             m.measure_start = min(m.measure_start or math.inf, r["measure_start"])

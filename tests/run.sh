@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need, then runs them.
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Python packages (uv when it can be had: ~1 s instead of ~10 s for pip).
+if python3 -m pip install -q uv >/dev/null 2>&1 && python3 -m uv --version >/dev/null 2>&1; then
+  python3 -m uv pip install --system -q -r requirements.txt
+else
+  python3 -m pip install -q -r requirements.txt
+fi
+
+# System packages the tests drive for real (a Redis server, a browser), installed only if absent.
+need=()
+for pkg in ${WSAPP_TEST_APT:-}; do
+  command -v "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if ((${#need[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  else
+    echo "tests need these system packages: ${need[*]} (install them as root)" >&2
+    exit 1
+  fi
+fi
+
+python3 -m ruff check .
+python3 -m pytest "$@"

@@ -1,0 +1,206 @@
+"""The connection object over a gevent socket pair: the server side of a real socket."""
+
+import os
+
+import gevent
+import gevent.socket
+import pytest
+
+from wsapp.connection import ConnectionClosed, WebSocket
+from wsapp.frames import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    build_close_payload,
+    build_frame,
+)
+from wsapp.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
+
+MASK = b"\x0a\x0b\x0c\x0d"
+
+
+class Peer:
+    """The client end: sends masked frames, parses the server's frames."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.receiver = Receiver(1 << 26, 1 << 20, mask_required=False)
+        self.events = []
+
+    def send(self, opcode, payload=b"", **kw):
+        self.sock.sendall(build_frame(opcode, payload, mask=MASK, **kw))
+
+    def next_event(self, timeout=5):
+        with gevent.Timeout(timeout):
+            while not self.events:
+                data = self.sock.recv(65536)
+                if not data:
+                    return None
+                self.events += self.receiver.feed(data)
+            return self.events.pop(0)
+
+    def eof(self, timeout=5):
+        with gevent.Timeout(timeout):
+            return self.sock.recv(10) == b""
+
+
+@pytest.fixture
+def pair():
+    a, b = gevent.socket.socketpair()
+    accepted = []
+    ws = WebSocket(a, {"PATH_INFO": "/t", "REMOTE_ADDR": "1.2.3.4", "REMOTE_PORT": "5"},
+                   max_message_size=1 << 20, close_timeout=1.0,
+                   accept=lambda: accepted.append(True))
+    yield ws, Peer(b), accepted
+    a.close()
+    b.close()
+
+
+def test_accept_happens_on_first_use(pair):
+    ws, peer, accepted = pair
+    assert not ws.accepted and not accepted
+    ws.send("hi")
+    assert ws.accepted and accepted == [True]
+    assert peer.next_event() == (EV_MESSAGE, "hi")
+
+
+def test_receive_text_binary_and_empty(pair):
+    ws, peer, _ = pair
+    peer.send(OP_TEXT, "ünï".encode())
+    peer.send(OP_BINARY, b"\x00\x01")
+    peer.send(OP_TEXT, b"")
+    assert ws.receive() == "ünï"
+    assert ws.receive() == b"\x00\x01"
+    assert ws.receive() == ""  # empty is a message, not a close
+
+
+def test_ping_is_answered_with_same_payload(pair):
+    ws, peer, _ = pair
+    peer.send(OP_PING, b"abc")
+    peer.send(OP_TEXT, b"after")
+    assert ws.receive() == "after"
+    assert peer.next_event() == (EV_PONG, b"abc")
+
+
+def test_peer_close_is_answered_and_recorded(pair):
+    ws, peer, _ = pair
+    peer.send(OP_CLOSE, build_close_payload(4000, "bye"))
+    assert ws.receive() is None
+    assert (ws.close_code, ws.close_reason) == (4000, "bye")
+    assert ws.closed
+    assert peer.next_event() == (EV_CLOSE, (4000, ""))
+    assert peer.eof()
+    assert ws.receive() is None
+    with pytest.raises(ConnectionClosed):
+        ws.send("late")
+
+
+def test_server_close_waits_for_the_peer_reply(pair):
+    ws, peer, _ = pair
+
+    def client():
+        ev = peer.next_event()
+        peer.send(OP_CLOSE, build_close_payload(*ev[1]))
+        return ev
+
+    g = gevent.spawn(client)
+    ws.close(CLOSE_GOING_AWAY, "shutting down")
+    assert g.get(timeout=5) == (EV_CLOSE, (CLOSE_GOING_AWAY, "shutting down"))
+    assert ws.close_code == CLOSE_GOING_AWAY  # the peer's echo was read
+    assert peer.eof()
+
+
+def test_close_while_another_greenlet_receives(pair):
+    ws, peer, _ = pair
+    reader = gevent.spawn(ws.receive)
+    gevent.sleep(0.01)
+
+    def client():
+        ev = peer.next_event()
+        peer.send(OP_CLOSE, build_close_payload(CLOSE_NORMAL, "ok"))
+        return ev
+
+    g = gevent.spawn(client)
+    ws.close(CLOSE_NORMAL, "done")
+    assert reader.get(timeout=5) is None
+    assert g.get(timeout=5) == (EV_CLOSE, (CLOSE_NORMAL, "done"))
+
+
+def test_close_times_out_on_a_silent_peer(pair):
+    ws, peer, _ = pair
+    with gevent.Timeout(5):
+        ws.close(CLOSE_NORMAL, "")
+    assert ws.closed
+    assert peer.next_event()[0] == EV_CLOSE
+
+
+def test_protocol_error_closes_with_1002(pair):
+    ws, peer, _ = pair
+    peer.sock.sendall(build_frame(OP_TEXT, b"x", rsv1=True, mask=MASK))
+    assert ws.receive() is None
+    kind, (code, reason) = peer.next_event()
+    assert kind == EV_CLOSE and code == CLOSE_PROTOCOL_ERROR and "reserved" in reason
+
+
+def test_concurrent_senders_never_interleave(pair):
+    ws, peer, _ = pair
+    big = {i: bytes([i]) * 300_000 for i in range(6)}
+
+    def pusher(i):
+        for _ in range(5):
+            ws.send(big[i])
+
+    received = []
+
+    def reader():
+        while len(received) < 30:
+            received.append(peer.next_event(timeout=20))
+
+    r = gevent.spawn(reader)
+    gevent.joinall([gevent.spawn(pusher, i) for i in range(6)], raise_error=True)
+    r.get(timeout=30)
+    for kind, payload in received:
+        assert kind == EV_MESSAGE and len(payload) == 300_000
+        assert payload == bytes([payload[0]]) * 300_000  # one sender's bytes only
+
+
+def test_send_frame_sends_prebuilt_bytes(pair):
+    ws, peer, _ = pair
+    ws.send_frame(build_frame(OP_TEXT, b"fanout"))
+    assert peer.next_event() == (EV_MESSAGE, "fanout")
+
+
+def test_initial_bytes_are_parsed_first():
+    a, b = gevent.socket.socketpair()
+    initial = build_frame(OP_TEXT, b"early", mask=MASK)
+    ws = WebSocket(a, {}, max_message_size=100, initial=initial)
+    b.sendall(build_frame(OP_TEXT, b"later", mask=MASK))
+    assert ws.receive() == "early" and ws.receive() == "later"
+    a.close()
+    b.close()
+
+
+def test_eof_mid_frame_reads_as_abnormal_close(pair):
+    ws, peer, _ = pair
+    frame = build_frame(OP_BINARY, os.urandom(1000), mask=MASK)
+    peer.sock.sendall(frame[:500])
+    peer.sock.close()
+    assert ws.receive() is None
+    assert ws.close_code == 1006
+
+
+def test_ping_tracks_outstanding_ping(pair):
+    ws, peer, _ = pair
+    ws.ping(b"hb")
+    assert ws.ping_sent_at > 0
+    assert peer.next_event() == (1, b"hb")  # EV_PING
+    g = gevent.spawn(ws.receive)
+    peer.send(OP_PONG, b"hb")
+    gevent.sleep(0.05)
+    assert ws.ping_sent_at == 0
+    g.kill()
