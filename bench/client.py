@@ -154,7 +154,7 @@ def wait_quiet(pid: int, max_wait: float = 10.0, window: float = 0.25) -> float:
 
 class _Conn:
     __slots__ = ("sock", "txbuf", "frame", "reply", "window", "period", "pattern", "rx",
-                 "replies", "nxt", "out", "reads", "checked", "bad")
+                 "replies", "sent", "nxt", "out", "reads", "checked", "bad")
 
     def __init__(self, sock: socket.socket, payloads: list[bytes], opcode: int) -> None:
         self.sock = sock
@@ -167,7 +167,7 @@ class _Conn:
         period = b"".join(replies)
         self.period = len(period)
         self.pattern = period * (RECV_SIZE // len(period) + 2)
-        self.rx = self.replies = self.nxt = self.reads = self.checked = self.bad = 0
+        self.rx = self.replies = self.sent = self.nxt = self.reads = self.checked = self.bad = 0
         self.out: memoryview | bytes = b""
 
 
@@ -233,20 +233,26 @@ def run_echo(
         cs.append(c)
     total = 0
     marks: dict[str, Any] = {}
+    end: dict[str, Any] = {}
     t_start = time.monotonic()
     t_warm, t_end = t_start + warmup, t_start + warmup + duration
     for c in cs:
         _send(sel, c, c.txbuf[: window * c.frame])
+        c.sent = window
     error = None
-    measuring = False
+    replenish = True
     try:
         while True:
             now = time.monotonic()
-            if not measuring and now >= t_warm:
-                measuring = True
+            if not marks and now >= t_warm:
                 marks = {"t": now, "n": total, "cpu": self_cpu_seconds(),
                          "scpu": proc_cpu_seconds(server_pid) if server_pid else 0.0}
-            if now >= t_end:
+            if replenish and now >= t_end:
+                # stop measuring; then collect every echo still in flight before closing
+                end = {"t": now, "n": total, "cpu": self_cpu_seconds(),
+                       "scpu": proc_cpu_seconds(server_pid) if server_pid else 0.0}
+                replenish = False
+            if not replenish and (now > t_end + 5.0 or all(c.replies == c.sent for c in cs)):
                 break
             got = 0
             for key, ev in sel.select(0.2):
@@ -271,9 +277,11 @@ def run_echo(
                     if done:
                         c.replies += done
                         total += done
-                        i = c.nxt
-                        c.nxt = (i + done) % c.window
-                        _send(sel, c, c.txbuf[i * c.frame : (i + done) * c.frame])
+                        if replenish:
+                            i = c.nxt
+                            c.nxt = (i + done) % c.window
+                            c.sent += done
+                            _send(sel, c, c.txbuf[i * c.frame : (i + done) * c.frame])
                 if ev & selectors.EVENT_WRITE and c.out:
                     _flush(sel, c)
             if got < batch_bytes and poll_delay:
@@ -282,15 +290,19 @@ def run_echo(
                 time.sleep(poll_delay)
     except (OSError, ConnectionError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    t1 = time.monotonic()
-    cpu1 = self_cpu_seconds()
-    scpu1 = proc_cpu_seconds(server_pid) if server_pid else 0.0
-    _close_all([c.sock for c in cs], 5.0, [bytes(c.out) for c in cs])
+    if not end:
+        end = {"t": time.monotonic(), "n": total, "cpu": self_cpu_seconds(),
+               "scpu": proc_cpu_seconds(server_pid) if server_pid else 0.0}
+    lost = sum(c.sent - c.replies for c in cs)
+    if error is None and lost:
+        error = f"{lost} echoes never came back"
+    unanswered = _close_all([c.sock for c in cs], 5.0, [bytes(c.out) for c in cs])
     sel.close()
     if not marks:
         marks = {"t": t_start, "n": 0, "cpu": 0.0, "scpu": 0.0}
+    t1, cpu1, scpu1 = end["t"], end["cpu"], end["scpu"]
     wall = t1 - marks["t"]
-    msgs = total - marks["n"]
+    msgs = end["n"] - marks["n"]
     bad = sum(c.bad for c in cs)
     return {
         "size": size,
@@ -305,6 +317,7 @@ def run_echo(
         "server_cpu_pct": 100.0 * (scpu1 - marks["scpu"]) / wall if server_pid and wall else None,
         "verified_bytes": sum(c.checked for c in cs),
         "mismatches": bad,
+        "close_unanswered": unanswered,
         "error": error,
         "ok": error is None and bad == 0 and msgs > 0,
     }
