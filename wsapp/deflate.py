@@ -156,7 +156,7 @@ def negotiate(header: str | None, *, server_max_window_bits: int = 15,
     the offer gives, and all default to "no preference" (maximum compatibility):
     - server_max_window_bits < 15 (8..15): compress with a smaller window, answered even when
       not offered (RFC 7692 §7.1.2.1 allows it; Firefox before 2015 rejected that). The
-      compressor drops from ~150 KiB at 15 bits to ~20 KiB at 9 (mem_level 5).
+      compressor drops from ~150 KiB at 15 bits to ~24 KiB at 9 (mem_level 5).
     - client_max_window_bits < 15 (9..15; zlib-based clients cannot compress with 8): asks the
       client for a smaller window, only possible if it offered the parameter (§7.1.2.2).
     - server_no_context_takeover: fresh compressor per message (§7.1.1.1 allows it unasked).
@@ -218,7 +218,9 @@ def _accept(offer: dict[str, int | None], server_pref: int, client_pref: int,
 
 class PerMessageDeflate:
     """One connection's permessage-deflate state: a compressor for what the server sends and
-    an inflater for what the client sends, both created on first use."""
+    an inflater for what the client sends, both created on first use. Held between messages
+    (with context takeover): ~150 KiB for a 15-bit compressor at mem_level 5 (~260 KiB at
+    zlib's default 8), ~40 KiB for a 15-bit inflater; smaller windows shrink both."""
 
     __slots__ = ("params", "mem_level", "min_size", "_compressor", "_inflater",
                  "_message_fed", "_stream_start")
@@ -282,7 +284,8 @@ class PerMessageDeflate:
         final=True on the last one (which appends the 00 00 ff ff tail).
 
         At most `limit` bytes come out: past that, ProtocolError 1009 is raised before the rest
-        is inflated, so a bomb costs about `limit` bytes. A corrupt stream raises 1007.
+        is inflated, so a bomb costs about 2x `limit` bytes at peak (zlib's output buffer and
+        the bytes made from it), whatever it would inflate to. A corrupt stream raises 1007.
         A message whose frames are all empty is the empty message (a lenient reading: RFC 7692
         has senders use 00, but an empty payload is not worth a close).
         """
@@ -322,8 +325,7 @@ class PerMessageDeflate:
             # it, so restart, seeding the new inflater with the output at hand so that later
             # references to it still resolve (older ones fail loudly with 1007, never silently).
             data = inflater.unused_data
-            history = b"".join(parts)[-(1 << self.params.client_max_window_bits):]
-            inflater = self._inflater = self._new_inflater(history)
+            inflater = self._inflater = self._new_inflater(b"".join(parts))
             self._stream_start = True
             if not data or (final and data == _TAIL):
                 break  # only the tail we appended is left: nothing more to inflate
