@@ -54,6 +54,38 @@ class Settings:
     shutdown_timeout: float = field(
         default=5.0, metadata={"help": "seconds graceful shutdown waits for connections to close"}
     )
+    max_connections_per_ip: int = field(
+        default=0, metadata={"help": "WebSockets one client IP may hold; 429 past it; 0 = no cap"}
+    )
+    max_backlog: int = field(
+        default=1 * MIB,
+        metadata={"help": "bytes queued toward one slow reader before it is cut off (1008)"},
+    )
+    rate_messages: float = field(
+        default=100.0, metadata={"help": "messages/s a /ws connection may send (burst 2x)"}
+    )
+    rate_bytes: float = field(
+        default=1 * MIB, metadata={"help": "bytes/s a /ws connection may send (burst 2x)"}
+    )
+    max_subscriptions: int = field(
+        default=100, metadata={"help": "channels one /ws connection may subscribe to"}
+    )
+    max_publish_size: int = field(
+        default=64 * 1024, metadata={"help": "largest publish `data`, in bytes of JSON"}
+    )
+    api_key: str = field(
+        default="", metadata={"help": "key for the HTTP API and token minting; empty = demo mode"}
+    )
+    secret: str = field(
+        default="",
+        metadata={"help": "token signing secret; empty = generated once into data_dir"},
+    )
+    token_ttl: float = field(
+        default=86400.0, metadata={"help": "seconds a minted token stays valid"}
+    )
+    data_dir: str = field(
+        default="data", metadata={"help": "directory for the token secret and the SQLite store"}
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def origins(self) -> list[str]:

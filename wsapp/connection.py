@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,21 @@ log = logging.getLogger("wsapp.connection")
 RECV_SIZE = 65536
 
 
+class Traffic:
+    """Process-wide counters read by /metrics: plain ints, cheap on the per-message path."""
+
+    __slots__ = ("messages_in", "bytes_in", "messages_out", "bytes_out", "closes",
+                 "slow_consumer_drops")
+
+    def __init__(self) -> None:
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
+        self.slow_consumer_drops = 0
+        self.closes: dict[int, int] = {}
+
+
+TRAFFIC = Traffic()
+
+
 class ConnectionClosed(WebSocketError):
     """Raised by send() on a closed connection; `code`/`reason` say how it closed."""
 
@@ -64,7 +80,8 @@ class WebSocket:
     __slots__ = ("environ", "path", "origin", "peer", "protocol", "extensions", "close_code",
                  "close_reason", "sent_close_code", "last_seen", "ping_sent_at", "opened_at",
                  "_sock", "_receiver", "_pending", "_send_lock", "_recv_lock", "_deflate",
-                 "_accept", "_close_sent", "_dead", "_done", "_close_timeout", "__weakref__")
+                 "_accept", "_close_sent", "_dead", "_finished", "_done", "_close_timeout",
+                 "_outbox", "_outbox_bytes", "__weakref__")
 
     def __init__(self, sock: socket.socket, environ: dict, *, max_message_size: int,
                  max_fragments: int = 4096, deflate: Any = None, close_timeout: float = 3.0,
@@ -90,8 +107,11 @@ class WebSocket:
         self._accept = accept
         self._close_sent = False
         self._dead = False  # the TCP connection is gone (or being torn down)
+        self._finished = False  # the socket is closed and the close was counted
         self._done: Event | None = None  # set when the transport is closed, for close()
         self._close_timeout = close_timeout
+        self._outbox: deque | None = None  # frames waiting for a slow reader (fan-out only)
+        self._outbox_bytes = 0
 
     # -- state -------------------------------------------------------------------------
 
@@ -134,6 +154,8 @@ class WebSocket:
             while pending:
                 kind, value = pending.pop(0)
                 if kind == EV_MESSAGE:
+                    TRAFFIC.messages_in += 1
+                    TRAFFIC.bytes_in += len(value)
                     return value
                 if kind == EV_PING:
                     self._send_control(OP_PONG, value)
@@ -172,6 +194,8 @@ class WebSocket:
             # Encoding sits inside the lock: a shared deflate context must see messages in
             # the order they hit the wire.
             self._write(encode_message(message, binary, self._deflate))
+        TRAFFIC.messages_out += 1
+        TRAFFIC.bytes_out += len(message)
 
     def send_frame(self, frame: bytes) -> None:
         """Send pre-built frame bytes (fan-out builds a frame once for many connections)."""
@@ -179,6 +203,71 @@ class WebSocket:
             raise ConnectionClosed(self.close_code or self.sent_close_code, self.close_reason)
         with self._send_lock:
             self._write(frame)
+
+    def queue_frame(self, frame: bytes, max_backlog: int) -> bool:
+        """Send pre-built frame bytes without ever blocking the caller (fan-out).
+
+        Goes straight to the kernel when the socket has room; otherwise waits in a backlog
+        drained by a greenlet that exists only while there is a backlog. Returns False, and
+        queues nothing, when the backlog would pass `max_backlog` bytes: the caller cuts the
+        slow reader off instead of letting memory grow.
+        """
+        if self.closed:
+            return False
+        if self._outbox is None and self._accept is None and self._send_lock.acquire(
+                blocking=False):
+            raw = getattr(self._sock, "_sock", None)  # gevent's non-blocking OS socket
+            try:
+                sent = raw.send(frame) if raw is not None else 0
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._send_lock.release()
+                self._transport_lost()
+                return False
+            if sent == len(frame):
+                self._send_lock.release()
+                TRAFFIC.messages_out += 1
+                TRAFFIC.bytes_out += sent
+                return True
+            rest = memoryview(frame)[sent:]
+            self._outbox = deque((rest,))
+            self._outbox_bytes = len(rest)
+            gevent.spawn(self._flush_outbox, True)
+            return True
+        if self._outbox_bytes + len(frame) > max_backlog:
+            return False
+        if self._outbox is None:
+            self._outbox = deque()
+            self._outbox_bytes = 0
+            gevent.spawn(self._flush_outbox, False)
+        self._outbox.append(frame)
+        self._outbox_bytes += len(frame)
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Bytes queued toward this peer and not yet written."""
+        return self._outbox_bytes
+
+    def _flush_outbox(self, locked: bool) -> None:
+        if not locked:
+            self._send_lock.acquire()
+        outbox = self._outbox
+        try:
+            while outbox and not self._dead:
+                item = outbox[0]
+                self._sock.sendall(item)
+                outbox.popleft()
+                self._outbox_bytes -= len(item)
+                TRAFFIC.messages_out += 1
+                TRAFFIC.bytes_out += len(item)
+        except OSError:
+            self._transport_lost()
+        finally:
+            self._outbox = None
+            self._outbox_bytes = 0
+            self._send_lock.release()
 
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the pong is consumed by receive() and clears `ping_sent_at`."""
@@ -333,6 +422,13 @@ class WebSocket:
 
     def _abort(self) -> None:
         self._dead = True
+        if self._finished:
+            return
+        self._finished = True
+        # Count the code this connection ended with: ours if we sent one (we echo the
+        # peer's), else 1006 for a connection that just dropped.
+        code = self.sent_close_code or self.close_code or CLOSE_ABNORMAL
+        TRAFFIC.closes[code] = TRAFFIC.closes.get(code, 0) + 1
         try:
             self._sock.close()
         except OSError:

@@ -178,9 +178,15 @@ class WebSocketHandler(_StockHandler):
                             "Sec-WebSocket-Key must be 16 bytes in base64") from None
         if not origin_allowed(env.get("HTTP_ORIGIN"), env.get("HTTP_HOST"), s.origins()):
             raise Rejection("403 Forbidden", f"origin {env.get('HTTP_ORIGIN')!r} not allowed")
-        if len(self.tracker) >= s.max_connections:
+        tracker = self.tracker
+        if len(tracker) >= s.max_connections:
             raise Rejection("503 Service Unavailable",
                             f"server is at its limit of {s.max_connections} connections",
+                            [("Retry-After", "5")])
+        ip = env.get("REMOTE_ADDR", "")
+        if s.max_connections_per_ip and tracker.per_ip.get(ip, 0) >= s.max_connections_per_ip:
+            raise Rejection("429 Too Many Requests",
+                            f"{ip} already holds {s.max_connections_per_ip} connections",
                             [("Retry-After", "5")])
         headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
                    ("Sec-WebSocket-Accept", accept_key(key))]
@@ -234,7 +240,8 @@ class WebSocketHandler(_StockHandler):
         env["wsgi.websocket"] = ws
         env["wsgi.websocket_version"] = "13"
         tracker = self.tracker
-        tracker.add(ws)
+        ip = env.get("REMOTE_ADDR", "")
+        tracker.add(ws, ip)
         started = time.monotonic()
         app_status: list = []
 
@@ -257,7 +264,7 @@ class WebSocketHandler(_StockHandler):
             failed = True
             log.exception("route %s raised", env.get("PATH_INFO"))
         finally:
-            tracker.discard(ws)
+            tracker.discard(ws, ip)
         try:
             if not ws.accepted and not failed and not _is_success(app_status):
                 status, response_headers = app_status

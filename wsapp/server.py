@@ -33,6 +33,9 @@ def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
     )
     server.settings = settings
     server.tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
+    extensions = getattr(app, "extensions", None)
+    if extensions is not None:  # a Flask app: let /metrics see every route's connections
+        extensions["wsapp.tracker"] = server.tracker
     return server
 
 

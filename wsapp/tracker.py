@@ -23,6 +23,7 @@ class ConnectionTracker:
 
     def __init__(self, ping_interval: float = 20.0, ping_timeout: float = 20.0) -> None:
         self.connections: set[WebSocket] = set()
+        self.per_ip: dict[str, int] = {}
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._sweeper: gevent.Greenlet | None = None
@@ -30,15 +31,22 @@ class ConnectionTracker:
     def __len__(self) -> int:
         return len(self.connections)
 
-    def add(self, ws: WebSocket) -> None:
-        """Track `ws`; starts the heartbeat sweeper on first use."""
+    def add(self, ws: WebSocket, ip: str = "") -> None:
+        """Track `ws` (from client address `ip`); starts the heartbeat sweeper on first use."""
         self.connections.add(ws)
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         if self._sweeper is None and self.ping_interval > 0:
             self._sweeper = gevent.spawn(self._sweep_forever)
 
-    def discard(self, ws: WebSocket) -> None:
+    def discard(self, ws: WebSocket, ip: str = "") -> None:
         """Forget `ws` (it closed)."""
-        self.connections.discard(ws)
+        if ws in self.connections:
+            self.connections.discard(ws)
+            left = self.per_ip.get(ip, 0) - 1
+            if left > 0:
+                self.per_ip[ip] = left
+            else:
+                self.per_ip.pop(ip, None)
 
     def _sweep_forever(self) -> None:
         period = max(0.05, min(self.ping_interval, self.ping_timeout or self.ping_interval) / 4)

@@ -1,0 +1,98 @@
+"""The app protocol on /ws (docs/protocol.md): parse and validate requests, build replies.
+
+Pure: strings in, dicts or strings out. Every rejection is a RequestError carrying the
+documented error code, so the route can answer with an `error` frame and keep going.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+CHANNEL_RE = re.compile(r"^(room|user|sys):[A-Za-z0-9_.:@-]{1,123}$")
+
+# op -> (required field, expected type) pairs; `id` is optional on every op.
+OPS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "subscribe": (("channel", str),),
+    "unsubscribe": (("channel", str),),
+    "publish": (("channel", str),),
+    "presence": (("channel", str),),
+    "ping": (),
+    "ack": (("msg", str),),
+}
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+class RequestError(Exception):
+    """A request the server refuses; `code` is from docs/protocol.md's error table."""
+
+    def __init__(self, code: str, reason: str, request_id: Any = None) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+        self.request_id = request_id
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, UTF-8 kept as is (smaller frames than \\u escapes)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_request(text: str) -> dict:
+    """A validated request dict from one text frame, or RequestError."""
+    try:
+        req = json.loads(text)
+    except (ValueError, RecursionError):
+        raise RequestError("bad_json", "frame is not valid JSON") from None
+    if not isinstance(req, dict):
+        raise RequestError("bad_json", "frame must be a JSON object")
+    request_id = req.get("id")
+    if not isinstance(request_id, _SCALAR):
+        raise RequestError("bad_request", "'id' must be a string, number, boolean or null")
+    op = req.get("op")
+    if op not in OPS:
+        raise RequestError("unknown_op", f"unknown op {op!r}" if op is not None
+                           else "missing 'op'", request_id)
+    for name, kind in OPS[op]:
+        if name not in req:
+            raise RequestError("bad_request", f"{op}: missing field '{name}'", request_id)
+        if not isinstance(req[name], kind):
+            raise RequestError("bad_request", f"{op}: '{name}' must be a {kind.__name__}",
+                               request_id)
+    if op == "publish" and "data" not in req:
+        raise RequestError("bad_request", "publish: missing field 'data'", request_id)
+    since = req.get("since")
+    if op == "subscribe" and since is not None and (
+            not isinstance(since, int) or isinstance(since, bool) or since < 0):
+        raise RequestError("bad_request", "subscribe: 'since' must be an offset >= 0 or null",
+                           request_id)
+    if "channel" in req:
+        check_channel(req["channel"], request_id)
+    return req
+
+
+def check_channel(name: str, request_id: Any = None) -> str:
+    """The channel's kind ('room', 'user' or 'sys'), or RequestError bad_channel."""
+    if not CHANNEL_RE.match(name):
+        raise RequestError("bad_channel", f"bad channel name {name!r}: use room:<name>, "
+                           "user:<id> or sys:<name>", request_id)
+    return name.split(":", 1)[0]
+
+
+def ok(request_id: Any, **fields: Any) -> str:
+    """An `ok` reply."""
+    return dumps({"op": "ok", "id": request_id, **fields})
+
+
+def error(request_id: Any, code: str, reason: str) -> str:
+    """An `error` reply."""
+    return dumps({"op": "error", "id": request_id, "code": code, "reason": reason})
+
+
+def message(channel: str, offset: int, msg: str, data: Any, sender: str | None,
+            ts: int) -> str:
+    """A `message` delivery."""
+    return dumps({"op": "message", "channel": channel, "offset": offset, "msg": msg,
+                  "data": data, "from": sender, "ts": ts})
