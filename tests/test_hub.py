@@ -1,0 +1,141 @@
+"""The hub over real WebSockets on gevent socket pairs: registry, presence, fan-out."""
+
+import json
+
+import gevent
+import gevent.socket
+import pytest
+
+from wsapp.config import Settings
+from wsapp.connection import WebSocket
+from wsapp.frames import OP_TEXT, build_frame
+from wsapp.hub import Hub
+from wsapp.protocol import EV_MESSAGE, Receiver
+
+
+class Peer:
+    def __init__(self, sock):
+        self.sock = sock
+        self.receiver = Receiver(1 << 24, mask_required=False)
+        self.events = []
+
+    def messages(self, timeout=0.3):
+        """Everything that arrives within `timeout`."""
+        out = []
+        with gevent.Timeout(timeout, False):
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                out += [json.loads(v) for k, v in self.receiver.feed(data) if k == EV_MESSAGE]
+        return out
+
+
+@pytest.fixture
+def make():
+    socks = []
+
+    def _make(hub, user, rcvbuf=None):
+        a, b = gevent.socket.socketpair()
+        if rcvbuf:
+            b.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_RCVBUF, rcvbuf)
+            a.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_SNDBUF, rcvbuf)
+        socks.extend((a, b))
+        ws = WebSocket(a, {}, max_message_size=1 << 20)
+        ws._accept = None  # already "upgraded": a socket pair has no handshake
+        return hub.connect(ws, user), Peer(b)
+
+    yield _make
+    for s in socks:
+        s.close()
+
+
+def test_publish_reaches_each_subscriber_once(make):
+    hub = Hub(Settings())
+    a, pa = make(hub, "alice")
+    b, pb = make(hub, "bob")
+    c, pc = make(hub, "carol")
+    hub.subscribe(a, "room:x")
+    hub.subscribe(a, "room:x")  # twice: still one delivery
+    hub.subscribe(b, "room:x")
+    result = hub.publish("room:x", {"n": 1}, sender="bob")
+    assert result["offset"] == 1
+    got_a = [m for m in pa.messages() if m["op"] == "message"]
+    assert got_a == [{"op": "message", "channel": "room:x", "offset": 1, "msg": result["msg"],
+                      "data": {"n": 1}, "from": "bob", "ts": got_a[0]["ts"]}]
+    assert [m["op"] for m in pb.messages()] == ["message"]
+    assert pc.messages() == []
+
+
+def test_presence_counts_tabs_once_and_fires_join_leave(make):
+    hub = Hub(Settings())
+    watcher, pw = make(hub, "w")
+    hub.subscribe(watcher, "room:p")
+    tab1, _ = make(hub, "alice")
+    tab2, _ = make(hub, "alice")
+    hub.subscribe(tab1, "room:p")
+    hub.subscribe(tab2, "room:p")
+    assert hub.presence("room:p") == {"members": ["alice", "w"], "count": 2, "connections": 3}
+    hub.disconnect(tab1)
+    assert hub.presence("room:p")["members"] == ["alice", "w"]
+    hub.disconnect(tab2)
+    assert hub.presence("room:p")["members"] == ["w"]
+    events = [(m["op"], m["user"]) for m in pw.messages()]
+    assert events == [("join", "alice"), ("leave", "alice")]
+
+
+def test_disconnect_leaves_no_entries(make):
+    hub = Hub(Settings())
+    clients = [make(hub, f"u{i % 7}")[0] for i in range(50)]
+    for i, c in enumerate(clients):
+        hub.subscribe(c, f"room:{i % 5}")
+        hub.subscribe(c, "sys:all")
+    for c in clients:
+        hub.disconnect(c)
+        hub.disconnect(c)  # idempotent
+    assert (hub.clients, hub.users, hub.channels, hub.members) == ({}, {}, {}, {})
+
+
+def test_slow_reader_is_cut_without_delaying_others(make):
+    hub = Hub(Settings(max_backlog=64 * 1024))
+    slow, _ = make(hub, "slow", rcvbuf=4096)  # never reads
+    fast, pf = make(hub, "fast")
+    hub.subscribe(slow, "room:s")
+    hub.subscribe(fast, "room:s")
+    payload = "x" * 2000
+    received = []
+    reader = gevent.spawn(lambda: received.extend(pf.messages(timeout=3)))
+    for i in range(300):  # 600 KB: far past the slow reader's 64 KiB backlog
+        hub.publish("room:s", {"i": i, "p": payload})
+        gevent.sleep(0)  # publishes arrive from the network: other greenlets run between
+    reader.join(5)
+    assert slow.id not in hub.clients and slow not in hub.channels.get("room:s", ())
+    gevent.sleep(1.5)  # terminate() runs in its own greenlet
+    assert slow.ws.closed
+    assert [m["data"]["i"] for m in received if m["op"] == "message"] == list(range(300))
+    assert ("leave", "slow") in [(m["op"], m.get("user")) for m in received]
+
+
+def test_send_to_user_reaches_all_tabs(make):
+    hub = Hub(Settings())
+    t1, p1 = make(hub, "alice")
+    t2, p2 = make(hub, "alice")
+    other, po = make(hub, "bob")
+    assert hub.send_to_user("alice", '{"op":"message","x":1}') == 2
+    assert len(p1.messages()) == 1 and len(p2.messages()) == 1 and po.messages() == []
+
+
+def test_frames_are_whole_under_concurrent_senders(make):
+    hub = Hub(Settings())
+    c, peer = make(hub, "a")
+    hub.subscribe(c, "room:z")
+    big = "y" * 200_000
+    sender = gevent.spawn(lambda: [c.ws.send(json.dumps({"op": "direct", "p": big}))
+                                   for _ in range(5)])
+    for i in range(5):
+        hub.publish("room:z", {"i": i, "p": big})
+    got = peer.messages(timeout=2)
+    sender.join()
+    assert len(got) == 10 and all(len(m.get("p", m.get("data", {}).get("p"))) == 200_000
+                                  for m in got)
+    assert build_frame(OP_TEXT, b"") == b"\x81\x00"

@@ -1,0 +1,61 @@
+"""The app protocol parser and envelopes."""
+
+import json
+
+import pytest
+
+from wsapp.messages import RequestError, check_channel, error, message, ok, parse_request
+
+
+@pytest.mark.parametrize("text,code", [
+    ("not json", "bad_json"),
+    ("[1,2]", "bad_json"),
+    ('"str"', "bad_json"),
+    ("{}", "unknown_op"),
+    ('{"op":"dance"}', "unknown_op"),
+    ('{"op":"subscribe"}', "bad_request"),
+    ('{"op":"subscribe","channel":5}', "bad_request"),
+    ('{"op":"publish","channel":"room:a"}', "bad_request"),
+    ('{"op":"subscribe","channel":"room:a","since":-1}', "bad_request"),
+    ('{"op":"subscribe","channel":"room:a","since":"x"}', "bad_request"),
+    ('{"op":"subscribe","channel":"lobby"}', "bad_channel"),
+    ('{"op":"subscribe","channel":"room:"}', "bad_channel"),
+    ('{"op":"subscribe","channel":"room:a b"}', "bad_channel"),
+    ('{"op":"ack"}', "bad_request"),
+    ('{"op":"ping","id":{"a":1}}', "bad_request"),
+    ("[" * 100000, "bad_json"),
+])
+def test_rejections_name_the_problem(text, code):
+    with pytest.raises(RequestError) as exc:
+        parse_request(text)
+    assert exc.value.code == code and exc.value.reason
+
+
+def test_request_id_is_kept_on_errors():
+    with pytest.raises(RequestError) as exc:
+        parse_request('{"op":"subscribe","id":7}')
+    assert exc.value.request_id == 7
+
+
+def test_valid_requests():
+    req = parse_request('{"op":"publish","channel":"room:x","data":{"a":[1]},"id":"r1"}')
+    assert req["data"] == {"a": [1]} and req["id"] == "r1"
+    assert parse_request('{"op":"subscribe","channel":"user:al.ice@x","since":0}')["since"] == 0
+    assert parse_request('{"op":"ping","t":1}')["op"] == "ping"
+
+
+def test_channel_kinds():
+    assert check_channel("room:a") == "room"
+    assert check_channel("sys:dashboard") == "sys"
+    assert check_channel("user:bob") == "user"
+    with pytest.raises(RequestError):
+        check_channel("room:" + "x" * 124)
+
+
+def test_envelopes_are_compact_json():
+    assert json.loads(ok(1, channel="room:a")) == {"op": "ok", "id": 1, "channel": "room:a"}
+    assert json.loads(error(None, "bad_json", "r"))["code"] == "bad_json"
+    env = json.loads(message("room:a", 3, "m1", {"t": "é"}, "bob", 5))
+    assert env == {"op": "message", "channel": "room:a", "offset": 3, "msg": "m1",
+                   "data": {"t": "é"}, "from": "bob", "ts": 5}
+    assert "é" in message("room:a", 3, "m1", "é", None, 5)  # not \\u-escaped
