@@ -32,6 +32,11 @@ class Peer:
 
 
 @pytest.fixture
+def settings(tmp_path):
+    return Settings(data_dir=str(tmp_path))
+
+
+@pytest.fixture
 def make():
     socks = []
 
@@ -50,8 +55,8 @@ def make():
         s.close()
 
 
-def test_publish_reaches_each_subscriber_once(make):
-    hub = Hub(Settings())
+def test_publish_reaches_each_subscriber_once(make, settings):
+    hub = Hub(settings)
     a, pa = make(hub, "alice")
     b, pb = make(hub, "bob")
     c, pc = make(hub, "carol")
@@ -67,8 +72,8 @@ def test_publish_reaches_each_subscriber_once(make):
     assert pc.messages() == []
 
 
-def test_presence_counts_tabs_once_and_fires_join_leave(make):
-    hub = Hub(Settings())
+def test_presence_counts_tabs_once_and_fires_join_leave(make, settings):
+    hub = Hub(settings)
     watcher, pw = make(hub, "w")
     hub.subscribe(watcher, "room:p")
     tab1, _ = make(hub, "alice")
@@ -84,8 +89,8 @@ def test_presence_counts_tabs_once_and_fires_join_leave(make):
     assert events == [("join", "alice"), ("leave", "alice")]
 
 
-def test_disconnect_leaves_no_entries(make):
-    hub = Hub(Settings())
+def test_disconnect_leaves_no_entries(make, settings):
+    hub = Hub(settings)
     clients = [make(hub, f"u{i % 7}")[0] for i in range(50)]
     for i, c in enumerate(clients):
         hub.subscribe(c, f"room:{i % 5}")
@@ -96,8 +101,8 @@ def test_disconnect_leaves_no_entries(make):
     assert (hub.clients, hub.users, hub.channels, hub.members) == ({}, {}, {}, {})
 
 
-def test_slow_reader_is_cut_without_delaying_others(make):
-    hub = Hub(Settings(max_backlog=64 * 1024))
+def test_slow_reader_is_cut_without_delaying_others(make, settings):
+    hub = Hub(settings.replace(max_backlog=64 * 1024))
     slow, _ = make(hub, "slow", rcvbuf=4096)  # never reads
     fast, pf = make(hub, "fast")
     hub.subscribe(slow, "room:s")
@@ -116,8 +121,8 @@ def test_slow_reader_is_cut_without_delaying_others(make):
     assert ("leave", "slow") in [(m["op"], m.get("user")) for m in received]
 
 
-def test_send_to_user_reaches_all_tabs(make):
-    hub = Hub(Settings())
+def test_send_to_user_reaches_all_tabs(make, settings):
+    hub = Hub(settings)
     t1, p1 = make(hub, "alice")
     t2, p2 = make(hub, "alice")
     other, po = make(hub, "bob")
@@ -125,8 +130,8 @@ def test_send_to_user_reaches_all_tabs(make):
     assert len(p1.messages()) == 1 and len(p2.messages()) == 1 and po.messages() == []
 
 
-def test_frames_are_whole_under_concurrent_senders(make):
-    hub = Hub(Settings())
+def test_frames_are_whole_under_concurrent_senders(make, settings):
+    hub = Hub(settings)
     c, peer = make(hub, "a")
     hub.subscribe(c, "room:z")
     big = "y" * 200_000

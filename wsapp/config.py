@@ -86,11 +86,38 @@ class Settings:
     data_dir: str = field(
         default="data", metadata={"help": "directory for the token secret and the SQLite store"}
     )
+    store: str = field(
+        default="",
+        metadata={"help": "sqlite:///relative.db, sqlite:////abs/path.db or redis://host:port/db; "
+                          "empty = sqlite in data_dir"},
+    )
+    broker: str = field(
+        default="memory", metadata={"help": "memory (one process) or redis://host:port/db"}
+    )
+    history_size: int = field(
+        default=1000, metadata={"help": "messages kept per channel for recovery"}
+    )
+    history_ttl: float = field(
+        default=86400.0, metadata={"help": "seconds a channel message is kept for recovery"}
+    )
+    push_ttl: float = field(
+        default=7 * 86400.0,
+        metadata={"help": "seconds a personal message waits for its ack unless the push sets ttl"},
+    )
+    quota: str = field(
+        default="",
+        metadata={"help": "per-user push caps, e.g. 'promo=3/day,total=20/day' (repeatable)",
+                  "repeat": True},
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def origins(self) -> list[str]:
         """The allowlist as a list, normalised (lower case, no trailing slash)."""
         return [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def store_url(self) -> str:
+        """The store URL, defaulting to a SQLite file in data_dir."""
+        return self.store or f"sqlite:///{self.data_dir}/wsapp.db"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (for tests and embedding)."""
@@ -137,7 +164,10 @@ def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         doc = f"{f.metadata.get('help', '')} (env {env_name(f.name)}, default {f.default!r})"
-        if f.type in (bool, "bool"):
+        if f.metadata.get("repeat"):
+            parser.add_argument(flag, dest=f.name, action="append", default=None,
+                                metavar=f.name.upper(), help=doc)
+        elif f.type in (bool, "bool"):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=None, help=doc)
         else:
@@ -156,6 +186,8 @@ def from_args(argv: Sequence[str] | None = None,
         for name, raw in vars(args).items():
             if raw is None:
                 continue
+            if isinstance(raw, list):  # a repeatable flag: join its values
+                raw = ",".join(raw)
             value = raw if isinstance(raw, bool) else _convert(by_name[name], raw)
             setattr(settings, name, value)
     except ValueError as exc:

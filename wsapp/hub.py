@@ -7,11 +7,17 @@ fire on a user's first and last connection. Fan-out serialises the envelope and 
 frame once, then hands the same bytes to every recipient with `queue_frame`, which never
 blocks: a reader whose backlog passes `max_backlog` is cut off with 1008 and removed at once,
 so one slow client can neither grow memory without bound nor delay the others.
+
+Publishing goes hub → pipeline (store: offset, history) → broker (every process) → each
+process's `deliver`. A subscription with `since` is registered in *replay* mode: live
+messages for it are held while history is sent, then released with duplicates dropped by
+offset, so a reconnecting client sees no gap and no duplicate at the seam.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import time
@@ -22,7 +28,11 @@ import gevent
 
 from wsapp.config import Settings
 from wsapp.connection import TRAFFIC, WebSocket
+from wsapp.delivery.broker import MemoryBroker, open_broker
+from wsapp.delivery.pipeline import Pipeline, now_ms
+from wsapp.delivery.store import SUPPRESSED, SQLiteStore, open_store
 from wsapp.frames import CLOSE_POLICY_VIOLATION, OP_TEXT, build_frame
+from wsapp.limits import parse_quotas
 from wsapp.messages import dumps, message
 
 log = logging.getLogger("wsapp.hub")
@@ -31,28 +41,54 @@ log = logging.getLogger("wsapp.hub")
 class Client:
     """One /ws connection as the hub sees it."""
 
-    __slots__ = ("ws", "user", "id", "channels", "__weakref__")
+    __slots__ = ("ws", "user", "id", "channels", "replaying", "__weakref__")
 
     def __init__(self, ws: WebSocket, user: str | None, client_id: str) -> None:
         self.ws = ws
         self.user = user
         self.id = client_id
         self.channels: set[str] = set()
+        self.replaying: dict[str, list[str]] = {}  # channel -> live texts held during replay
 
 
 class Hub:
     """Registry and fan-out for one process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, store: SQLiteStore | None = None,
+                 broker: MemoryBroker | None = None) -> None:
         self.settings = settings
+        self.quotas = parse_quotas(settings.quota)
+        self._store = store
+        self._broker = broker
+        self._pipeline: Pipeline | None = None
+        self._replays = 0  # replays in progress: deliver() checks clients only when > 0
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[Client]] = {}
         self.channels: dict[str, set[Client]] = {}
         self.members: dict[str, dict[str, int]] = {}
-        self.offsets: dict[str, int] = {}
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
+
+    # -- delivery plumbing ---------------------------------------------------------
+
+    @property
+    def store(self) -> SQLiteStore:
+        """The store (opened on first use, so an app that never publishes opens no file)."""
+        if self._store is None:
+            s = self.settings
+            self._store = open_store(s.store_url(), s.history_size, s.history_ttl)
+        return self._store
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The single writer in front of the store and broker."""
+        if self._pipeline is None:
+            if self._broker is None:
+                self._broker = open_broker(self.settings.broker)
+            self._broker.start(self.deliver)
+            self._pipeline = Pipeline(self.store, self._broker)
+        return self._pipeline
 
     # -- identity ------------------------------------------------------------------
 
@@ -137,19 +173,114 @@ class Hub:
     # -- delivery --------------------------------------------------------------------
 
     def publish(self, channel: str, data: Any, sender: str | None = None) -> dict:
-        """Give the message an id and the channel's next offset, deliver it to subscribers."""
-        offset = self.offsets.get(channel, 0) + 1
-        self.offsets[channel] = offset
+        """Store the message (id, next offset) and deliver it to every subscriber anywhere."""
         msg = self.new_id()
-        text = message(channel, offset, msg, data, sender, int(time.time() * 1000))
-        subs = self.channels.get(channel)
-        if subs:
-            self.fan_out(subs, text)
+        offset = self.pipeline.submit(("publish", channel, msg, sender, now_ms(), dumps(data)))
         return {"msg": msg, "offset": offset}
+
+    def push(self, user: str, data: Any, category: str | None = None,
+             ttl: float | None = None) -> dict:
+        """A personal message to `user`, kept until acked; quotas may suppress it.
+
+        Returns msg, status ("delivered" when one of the user's connections got it, "stored"
+        when the user is offline, "suppressed" by a quota), reason and offset.
+        """
+        msg = self.new_id()
+        ts = now_ms()
+        ttl = self.settings.push_ttl if ttl is None else ttl
+        status, reason, offset = self.pipeline.submit(
+            ("push", user, msg, ts, dumps(data), category, ts + int(ttl * 1000), self.quotas))
+        if status == SUPPRESSED:
+            return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None}
+        online = bool(self.users.get(user))
+        return {"msg": msg, "status": "delivered" if online else "stored", "reason": None,
+                "offset": offset}
+
+    def ack(self, user: str, msg: str) -> str | None:
+        """Record `user`'s ack of `msg`; the status after, or None if it is not theirs."""
+        return self.store.ack(user, msg, now_ms())
+
+    def deliver(self, channel: str, text: str) -> None:
+        """Hand a published message to this process's subscribers (the broker calls this)."""
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        if self._replays:
+            live = []
+            for client in subs:
+                held = client.replaying.get(channel)
+                if held is None:
+                    live.append(client)
+                else:
+                    held.append(text)
+            subs = live
+        sent = self.fan_out(subs, text)
+        if sent and channel.startswith("user:"):
+            # A personal message reached the user's connection(s): record it.
+            msg = json.loads(text).get("msg")
+            self.pipeline.submit_nowait(("delivered", [msg], now_ms()))
 
     def last_offset(self, channel: str) -> int:
         """The offset of the channel's latest message (0 when it has none)."""
-        return self.offsets.get(channel, 0)
+        return self.store.last_offset(channel)
+
+    def subscribe_replay(self, client: Client, channel: str, since: int | None) -> dict:
+        """Subscribe; with `since`, first send every stored message after that offset.
+
+        Live messages arriving meanwhile are held and released after the history, minus any
+        the history already carried, so the client sees each offset once, in order.
+        """
+        if since is None:
+            self.subscribe(client, channel)
+            return {"offset": self.last_offset(channel)}
+        held = client.replaying[channel] = []
+        self._replays += 1
+        try:
+            self.subscribe(client, channel)
+            history = self.store.history(channel, since, self.settings.history_size)
+            last_sent = since
+            for m in history["messages"]:
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
+                                       m["ts"]))
+                last_sent = m["offset"]
+            replayed = len(history["messages"])
+            while held:  # no yield between the last check and leaving replay mode
+                text = held.pop(0)
+                offset = json.loads(text)["offset"]
+                if offset > last_sent:
+                    client.ws.send(text)
+                    last_sent = offset
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        return {"offset": max(last_sent, history["last_offset"]), "replayed": replayed,
+                "first_offset": history["first_offset"],
+                "history_lost": history["first_offset"] > since + 1}
+
+    def deliver_pending(self, client: Client) -> int:
+        """On connect: subscribe the user's own channel and send every unacked message."""
+        user = client.user
+        if user is None:
+            return 0
+        channel = f"user:{user}"
+        held = client.replaying[channel] = []
+        self._replays += 1
+        sent_ids: set[str] = set()
+        try:
+            self.subscribe(client, channel)
+            for m in self.store.pending(user, now_ms()):
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
+                sent_ids.add(m["msg"])
+            while held:
+                text = held.pop(0)
+                if json.loads(text)["msg"] not in sent_ids:
+                    client.ws.send(text)
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        if sent_ids:
+            self.pipeline.submit_nowait(("delivered", sorted(sent_ids), now_ms()))
+        return len(sent_ids)
 
     def send_to_user(self, user: str, text: str) -> int:
         """Send to every connection (tab) of `user`; returns how many."""

@@ -94,5 +94,11 @@ def error(request_id: Any, code: str, reason: str) -> str:
 def message(channel: str, offset: int, msg: str, data: Any, sender: str | None,
             ts: int) -> str:
     """A `message` delivery."""
-    return dumps({"op": "message", "channel": channel, "offset": offset, "msg": msg,
-                  "data": data, "from": sender, "ts": ts})
+    return message_raw(channel, offset, msg, dumps(data), sender, ts)
+
+
+def message_raw(channel: str, offset: int, msg: str, data_json: str, sender: str | None,
+                ts: int) -> str:
+    """A `message` delivery around data that is already JSON (stored messages are)."""
+    return (f'{{"op":"message","channel":{dumps(channel)},"offset":{offset},'
+            f'"msg":{dumps(msg)},"data":{data_json},"from":{dumps(sender)},"ts":{ts}}}')

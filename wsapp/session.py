@@ -90,8 +90,8 @@ class Session:
             raise RequestError("too_many_subscriptions", f"at most "
                                f"{self.settings.max_subscriptions} channels per connection",
                                request_id)
-        self.hub.subscribe(client, channel)
-        return ok(request_id, channel=channel, offset=self.hub.last_offset(channel))
+        result = self.hub.subscribe_replay(client, channel, req.get("since"))
+        return ok(request_id, channel=channel, **result)
 
     def op_unsubscribe(self, req: dict, request_id: Any) -> str:
         channel = req["channel"]
@@ -119,6 +119,11 @@ class Session:
                       "server_time": int(time.time() * 1000)})
 
     def op_ack(self, req: dict, request_id: Any) -> str:
-        # Personal-message acks are recorded by the delivery layer (per-user issue); until
-        # then an ack is accepted and has nothing to update.
-        return ok(request_id, msg=req["msg"])
+        user = self.client.user
+        if user is None:
+            raise RequestError("unauthorized", "acks need a token", request_id)
+        status = self.hub.ack(user, req["msg"])
+        if status is None:
+            raise RequestError("not_found", f"no personal message {req['msg']!r} for {user}",
+                               request_id)
+        return ok(request_id, msg=req["msg"], status=status)

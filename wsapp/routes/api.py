@@ -1,14 +1,20 @@
-"""HTTP API: token minting, server config, presence."""
+"""HTTP API (docs/api.md): tokens, publish, push, history, push records, presence.
+
+Every /api error is JSON `{"error": code, "reason": text}` with the fitting status.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
-from wsapp.auth import TokenSigner, api_key_ok, load_secret
+from wsapp.auth import USER_RE, TokenSigner, api_key_ok, load_secret
+from wsapp.delivery.pipeline import now_ms
+from wsapp.delivery.store import STATUSES
 from wsapp.hub import get_hub
-from wsapp.messages import RequestError, check_channel
+from wsapp.messages import RequestError, check_channel, dumps
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -49,6 +55,118 @@ def on_request_error(exc: RequestError) -> tuple[Response, int]:
     return api_error(400, exc.code, exc.reason)
 
 
+@bp.errorhandler(HTTPException)
+def on_http_error(exc: HTTPException) -> tuple[Response, int]:
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return api_error(exc.code or 500, code, exc.description or code)
+
+
+@bp.app_errorhandler(404)
+def on_not_found(exc: HTTPException) -> Any:
+    # Unmatched URLs never reach a blueprint's own handlers: answer /api/* in JSON here.
+    if request.path.startswith("/api/"):
+        return api_error(404, "not_found", f"no API endpoint {request.method} {request.path}")
+    return exc
+
+
+@bp.before_request
+def _guard() -> tuple[Response, int] | None:
+    """The key check for everything but the public endpoints; a body size cap."""
+    settings = current_app.config["WSAPP"]
+    limit = settings.max_publish_size + 4096
+    if request.content_length is not None and request.content_length > limit:
+        return api_error(413, "too_large", f"request body over {limit} bytes")
+    if request.endpoint in ("api.config", "api.mint_token"):
+        return None
+    return require_key()
+
+
+def _field(body: dict, name: str, kind: type | tuple, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None:
+        if required:
+            raise RequestError("bad_request", f"missing field '{name}'")
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise RequestError("bad_request", f"'{name}' must be a {names}")
+    return value
+
+
+def _data_size_ok(data: Any) -> tuple[Response, int] | None:
+    size = len(dumps(data).encode("utf-8"))
+    limit = current_app.config["WSAPP"].max_publish_size
+    if size > limit:
+        return api_error(413, "too_large", f"data is {size} bytes; the limit is {limit}")
+    return None
+
+
+@bp.route("/publish", methods=["POST"])
+def publish() -> Any:
+    """`{"channel", "data"}` → `{"msg", "offset"}`: delivered to every subscriber."""
+    body = json_body()
+    channel = _field(body, "channel", str)
+    check_channel(channel)
+    if "data" not in body:
+        raise RequestError("bad_request", "missing field 'data'")
+    too_big = _data_size_ok(body["data"])
+    if too_big:
+        return too_big
+    return jsonify(channel=channel, **get_hub(current_app).publish(channel, body["data"]))
+
+
+@bp.route("/push", methods=["POST"])
+def push() -> Any:
+    """`{"user", "data", "category"?, "ttl"?}` → delivered / stored / suppressed (429)."""
+    body = json_body()
+    user = _field(body, "user", str)
+    if not USER_RE.match(user):
+        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    if "data" not in body:
+        raise RequestError("bad_request", "missing field 'data'")
+    category = _field(body, "category", str, required=False)
+    ttl = _field(body, "ttl", (int, float), required=False)
+    if ttl is not None and ttl <= 0:
+        raise RequestError("bad_request", "'ttl' must be > 0 seconds")
+    too_big = _data_size_ok(body["data"])
+    if too_big:
+        return too_big
+    result = get_hub(current_app).push(user, body["data"], category, ttl)
+    return jsonify(user=user, **result), 429 if result["status"] == "suppressed" else 200
+
+
+@bp.route("/history")
+def history() -> Any:
+    """`?channel=…&since=…&limit=…` → stored messages after `since`, oldest first."""
+    channel = request.args.get("channel", "")
+    check_channel(channel)
+    try:
+        since = int(request.args.get("since", 0))
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise RequestError("bad_request", "'since' and 'limit' must be integers") from None
+    if since < 0 or not 1 <= limit <= 1000:
+        raise RequestError("bad_request", "'since' must be >= 0 and 'limit' 1..1000")
+    result = get_hub(current_app).store.history(channel, since, limit)
+    return jsonify(channel=channel, **result)
+
+
+@bp.route("/users/<user>/messages")
+def user_messages(user: str) -> Any:
+    """The push records of one user: `?status=pending|delivered|acked|suppressed|expired`."""
+    status = request.args.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise RequestError("bad_request", f"'status' must be one of {', '.join(STATUSES)}")
+    try:
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise RequestError("bad_request", "'limit' must be an integer") from None
+    if not 1 <= limit <= 1000:
+        raise RequestError("bad_request", "'limit' must be 1..1000")
+    records = get_hub(current_app).store.records(user, status, limit, now_ms())
+    return jsonify(user=user, messages=records)
+
+
 @bp.route("/tokens", methods=["POST"])
 def mint_token() -> Any:
     """`{"user": id}` → a signed token for that user."""
@@ -76,9 +194,6 @@ def config() -> Any:
 @bp.route("/presence")
 def presence() -> Any:
     """Members of a channel: `?channel=room:lobby`."""
-    denied = require_key()
-    if denied:
-        return denied
     channel = request.args.get("channel", "")
     check_channel(channel)
     return jsonify(channel=channel, **get_hub(current_app).presence(channel))

@@ -31,6 +31,7 @@ def ws_endpoint() -> str:
     session = Session(hub, client, settings)
     try:
         ws.send(session.welcome())
+        hub.deliver_pending(client)  # personal messages waiting since the last visit
         while True:
             raw = ws.receive()
             if raw is None:

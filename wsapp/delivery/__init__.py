@@ -1,0 +1,1 @@
+"""Delivery: where messages are kept (Store) and how they cross processes (Broker)."""

@@ -1,0 +1,275 @@
+"""The Store: channel history with offsets, personal-message records, quotas.
+
+Every write goes through `apply(jobs)`, which runs a batch of jobs in ONE transaction on
+the store's own thread, in order: offsets come out monotonic per channel, a batch costs one
+commit however many publishes it holds, and the gevent hub never waits on SQLite. Reads run
+on the same thread (so they see every earlier write).
+
+Job kinds (tuples, to stay cheap):
+  ("publish", channel, msg, sender, ts_ms, data_json)         -> offset
+  ("push", user, msg, ts_ms, data_json, category, expires_ms, quotas) -> (status, reason, offset)
+  ("delivered", [msg ids], ts_ms)                              -> None
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gevent.threadpool import ThreadPool
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_offset INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    channel TEXT NOT NULL, offset INTEGER NOT NULL, msg TEXT NOT NULL, sender TEXT,
+    ts INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY (channel, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pushes (
+    msg TEXT PRIMARY KEY, user TEXT NOT NULL, offset INTEGER, category TEXT,
+    data TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, created INTEGER NOT NULL,
+    delivered INTEGER, acked INTEGER, expires INTEGER, attempts INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS pushes_user ON pushes (user, created);
+"""
+
+# Statuses a personal message can have; "pending" and "delivered" still wait for an ack.
+PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED = (
+    "pending", "delivered", "acked", "suppressed", "expired")
+STATUSES = (PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a SQLAlchemy-style sqlite URL (three slashes relative, four absolute)."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r} (use sqlite:///relative/path.db or "
+                         "sqlite:////absolute/path.db)")
+    path = url[len("sqlite:///"):]
+    if not path:
+        raise ValueError("sqlite URL names no file")
+    return path
+
+
+class SQLiteStore:
+    """The embedded store: one SQLite file in WAL mode, used from one dedicated thread."""
+
+    def __init__(self, url: str, history_size: int = 1000, history_ttl: float = 86400.0) -> None:
+        self.path = sqlite_path(url)
+        self.history_size = history_size
+        self.history_ttl_ms = int(history_ttl * 1000)
+        self._pool = ThreadPool(1)  # one thread: jobs run in submission order
+        self._db: sqlite3.Connection | None = None
+        self._pool.apply(self._open)
+
+    # -- thread plumbing -------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a committed batch survives a process crash (kill -9); only an
+        # OS crash or power loss can lose the last transactions.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def close(self) -> None:
+        """Close the database and stop the thread."""
+        if self._db is not None:
+            self._pool.apply(self._db.close)
+            self._db = None
+        self._pool.kill()
+
+    # -- writes ----------------------------------------------------------------------
+
+    def apply(self, jobs: Sequence[tuple]) -> list[Any]:
+        """Run write jobs in one transaction, in order; one result per job."""
+        return self._pool.apply(self._apply, (jobs,))
+
+    def _apply(self, jobs: Sequence[tuple]) -> list[Any]:
+        db = self._db
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            touched: dict[str, int] = {}
+            for job in jobs:
+                kind = job[0]
+                if kind == "publish":
+                    _, channel, msg, sender, ts, data = job
+                    offset = self._append(db, channel, msg, sender, ts, data)
+                    touched[channel] = offset
+                    results.append(offset)
+                elif kind == "push":
+                    results.append(self._push(db, *job[1:], touched=touched))
+                elif kind == "delivered":
+                    _, msgs, ts = job
+                    db.executemany(
+                        "UPDATE pushes SET status=?, delivered=COALESCE(delivered, ?), "
+                        "attempts=attempts+1 WHERE msg=? AND status IN (?, ?)",
+                        [(DELIVERED, ts, m, PENDING, DELIVERED) for m in msgs])
+                    results.append(None)
+                else:
+                    raise ValueError(f"unknown store job {kind!r}")
+            now_ms = int(time.time() * 1000)
+            for channel, last in touched.items():
+                self._trim(db, channel, last, now_ms)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _append(self, db: sqlite3.Connection, channel: str, msg: str, sender: str | None,
+                ts: int, data: str) -> int:
+        row = db.execute("SELECT last_offset FROM channels WHERE name=?", (channel,)).fetchone()
+        offset = (row[0] if row else 0) + 1
+        db.execute("INSERT OR REPLACE INTO channels (name, last_offset) VALUES (?, ?)",
+                   (channel, offset))
+        db.execute("INSERT INTO messages (channel, offset, msg, sender, ts, data) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", (channel, offset, msg, sender, ts, data))
+        return offset
+
+    def _trim(self, db: sqlite3.Connection, channel: str, last: int, now_ms: int) -> None:
+        """Keep at most history_size messages, none older than history_ttl."""
+        db.execute("DELETE FROM messages WHERE channel=? AND (offset<=? OR ts<?)",
+                   (channel, last - self.history_size, now_ms - self.history_ttl_ms))
+
+    def _push(self, db: sqlite3.Connection, user: str, msg: str, ts: int, data: str,
+              category: str | None, expires: int | None,
+              quotas: dict[str, tuple[int, float]], touched: dict[str, int]) -> tuple:
+        """Check the user's quotas; record the push, and append it to user:<id> if allowed."""
+        for name, (limit, window) in quotas.items():
+            if name != "total" and name != category:
+                continue
+            since = ts - int(window * 1000)
+            if name == "total":
+                count = db.execute(
+                    "SELECT COUNT(*) FROM pushes WHERE user=? AND created>=? AND status!=?",
+                    (user, since, SUPPRESSED)).fetchone()[0]
+            else:
+                count = db.execute(
+                    "SELECT COUNT(*) FROM pushes WHERE user=? AND category=? AND created>=? "
+                    "AND status!=?", (user, category, since, SUPPRESSED)).fetchone()[0]
+            if count >= limit:
+                reason = (f"quota {name}={limit}/{_window_name(window)} reached for user "
+                          f"{user}")
+                db.execute("INSERT INTO pushes (msg, user, category, data, status, reason, "
+                           "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (msg, user, category, data, SUPPRESSED, reason, ts, expires))
+                return SUPPRESSED, reason, None
+        channel = f"user:{user}"
+        offset = self._append(db, channel, msg, None, ts, data)
+        touched[channel] = offset
+        db.execute("INSERT INTO pushes (msg, user, offset, category, data, status, created, "
+                   "expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (msg, user, offset, category, data, PENDING, ts, expires))
+        return PENDING, None, offset
+
+    def ack(self, user: str, msg: str, ts: int) -> str | None:
+        """Mark `msg` acked if it is `user`'s; returns its status after, None if not found."""
+        return self._pool.apply(self._ack, (user, msg, ts))
+
+    def _ack(self, user: str, msg: str, ts: int) -> str | None:
+        db = self._db
+        row = db.execute("SELECT status, expires FROM pushes WHERE msg=? AND user=?",
+                         (msg, user)).fetchone()
+        if row is None:
+            return None
+        status, expires = row
+        if status in (PENDING, DELIVERED):
+            if expires is not None and expires < ts:
+                db.execute("UPDATE pushes SET status=? WHERE msg=?", (EXPIRED, msg))
+                return EXPIRED
+            db.execute("UPDATE pushes SET status=?, acked=? WHERE msg=?", (ACKED, ts, msg))
+            return ACKED
+        return status
+
+    # -- reads -----------------------------------------------------------------------
+
+    def history(self, channel: str, since: int, limit: int) -> dict:
+        """Messages with offset > since (oldest first, at most `limit`), and what is kept."""
+        return self._pool.apply(self._history, (channel, since, limit))
+
+    def _history(self, channel: str, since: int, limit: int) -> dict:
+        db = self._db
+        rows = db.execute(
+            "SELECT offset, msg, sender, ts, data FROM messages WHERE channel=? AND offset>? "
+            "ORDER BY offset LIMIT ?", (channel, since, limit)).fetchall()
+        first = db.execute("SELECT MIN(offset) FROM messages WHERE channel=?",
+                           (channel,)).fetchone()[0]
+        last = db.execute("SELECT last_offset FROM channels WHERE name=?",
+                          (channel,)).fetchone()
+        last = last[0] if last else 0
+        return {"messages": [_message_row(channel, r) for r in rows],
+                "first_offset": first if first is not None else last + 1,
+                "last_offset": last}
+
+    def last_offset(self, channel: str) -> int:
+        """The channel's newest offset (0 when it has none)."""
+        return self._pool.apply(self._last_offset, (channel,))
+
+    def _last_offset(self, channel: str) -> int:
+        row = self._db.execute("SELECT last_offset FROM channels WHERE name=?",
+                               (channel,)).fetchone()
+        return row[0] if row else 0
+
+    def pending(self, user: str, ts: int) -> list[dict]:
+        """The user's unacked, unexpired personal messages, oldest first."""
+        return self._pool.apply(self._pending, (user, ts))
+
+    def _pending(self, user: str, ts: int) -> list[dict]:
+        self._expire(user, ts)
+        rows = self._db.execute(
+            "SELECT msg, offset, created, data FROM pushes WHERE user=? AND status IN (?, ?) "
+            "ORDER BY offset", (user, PENDING, DELIVERED)).fetchall()
+        return [{"msg": m, "offset": o, "ts": c, "data": json.loads(d)} for m, o, c, d in rows]
+
+    def records(self, user: str, status: str | None, limit: int, ts: int) -> list[dict]:
+        """The user's push records, newest first, optionally of one status."""
+        return self._pool.apply(self._records, (user, status, limit, ts))
+
+    def _records(self, user: str, status: str | None, limit: int, ts: int) -> list[dict]:
+        self._expire(user, ts)
+        sql = ("SELECT msg, status, reason, category, offset, created, delivered, acked, "
+               "expires, attempts, data FROM pushes WHERE user=?")
+        args: list[Any] = [user]
+        if status:
+            sql += " AND status=?"
+            args.append(status)
+        sql += " ORDER BY created DESC, rowid DESC LIMIT ?"
+        args.append(limit)
+        keys = ("msg", "status", "reason", "category", "offset", "created", "delivered",
+                "acked", "expires", "attempts")
+        out = []
+        for row in self._db.execute(sql, args).fetchall():
+            record = dict(zip(keys, row[:-1], strict=True))
+            record["data"] = json.loads(row[-1])
+            out.append(record)
+        return out
+
+    def _expire(self, user: str, ts: int) -> None:
+        self._db.execute("UPDATE pushes SET status=? WHERE user=? AND status IN (?, ?) AND "
+                         "expires IS NOT NULL AND expires<?",
+                         (EXPIRED, user, PENDING, DELIVERED, ts))
+
+
+def _message_row(channel: str, row: tuple) -> dict:
+    offset, msg, sender, ts, data = row
+    return {"channel": channel, "offset": offset, "msg": msg, "from": sender, "ts": ts,
+            "data": json.loads(data)}
+
+
+def _window_name(seconds: float) -> str:
+    names = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 7 * 86400: "week"}
+    return names.get(int(seconds), f"{int(seconds)}s")
+
+
+def open_store(url: str, history_size: int, history_ttl: float) -> SQLiteStore:
+    """A store for a URL (sqlite:/// here; redis:// once the Redis store exists)."""
+    if url.startswith("sqlite:"):
+        return SQLiteStore(url, history_size, history_ttl)
+    raise ValueError(f"unsupported store URL {url!r}")
