@@ -39,8 +39,8 @@ def nofile_advice(need: int, soft: int, hard: int, connections: int = 0,
         "the hard limit needs root: `ulimit -Hn 65536` in a root shell, `nofile` in "
         "/etc/security/limits.conf, or LimitNOFILE= for a systemd service.",
     ]
-    if connections and hard != resource.RLIM_INFINITY and hard > 200:
-        per = max(hard - 200, 100)
+    if connections and hard != resource.RLIM_INFINITY:
+        per = max(int((hard - 64) / 1.05), 1)  # the inverse of options.files_needed
         lines.append(f"Or spread the clients over more processes: --processes "
                      f"{max(processes + 1, math.ceil(connections / per))}.")
     return "\n".join(lines)

@@ -31,13 +31,17 @@ class Config:
     processes: int = 1
     source_ips: list[str] = field(default_factory=list)
     connect_timeout: float = 10.0
-    connect_concurrency: int = 200
+    connect_concurrency: int = 100
     drain: float = 10.0
     channel: str = ""
     rooms: int = 0
     token: str = ""
     origin: str = ""
     origin_time: float = 0.0  # wall-clock start of the run; timelines count seconds from it
+
+    def slot(self) -> float:
+        """Timeline resolution: 1 s, finer for short runs so the picture has enough points."""
+        return max(0.1, min(1.0, round(self.duration / 50, 1)))
 
     def per_process(self, index: int) -> int:
         """How many of the connections worker `index` owns (indices i with i % P == index)."""

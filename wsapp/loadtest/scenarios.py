@@ -39,12 +39,12 @@ def pace(rate: float, start: float, end: float, send: Callable[[int, float], Non
     if rate <= 0:
         gevent.sleep(max(0.0, end - time.time()))
         return 0
+    total = max(0, math.ceil((end - start) * rate - 1e-9))
     k = 0
-    while True:
+    while k < total:
         now = time.time()
-        if now >= end:
-            return k
-        due_count = min(int((now - start) * rate) + 1, int(math.ceil((end - start) * rate)))
+        # Past the end, whatever was due still goes out (late, with its due time).
+        due_count = total if now >= end else min(int((now - start) * rate) + 1, total)
         burst = 0
         while k < due_count:
             send(k, start + k / rate)
@@ -52,8 +52,10 @@ def pace(rate: float, start: float, end: float, send: Callable[[int, float], Non
             burst += 1
             if burst % 64 == 0:
                 gevent.sleep(0)  # let readers run during a large burst
-        next_due = start + k / rate
-        gevent.sleep(min(max(next_due - time.time(), 0.001), 0.05, max(end - time.time(), 0)))
+        if k < total:
+            gevent.sleep(min(max(start + k / rate - time.time(), 0.001), 0.05))
+    gevent.sleep(max(0.0, end - time.time()))
+    return k
 
 
 class Scenario:
@@ -354,6 +356,7 @@ class Rooms(Scenario):
             if kind == "subscribe":
                 self.stats.record_error("subscribe_timeout", f"no reply to subscribe {ch}")
                 del self.pending[rid]
+        self.stats.subscribed = len(self.subscribed)
 
     def publish(self, conn: Connection, ch: str, due: float, seq: int, *,
                 own: bool = False, extra: dict[str, object] | None = None) -> None:
@@ -435,9 +438,13 @@ class Broadcast(Rooms):
 
     track_deliveries = True
 
+    # The server limits each connection's messages/s (100 by default): above this rate the
+    # publishes are spread over several publisher connections.
+    PER_PUBLISHER = 50.0
+
     def __init__(self, cfg: Config, index: int, stats: WorkerStats) -> None:
         super().__init__(cfg, index, stats)
-        self.publisher: Connection | None = None
+        self.publishers: list[Connection] = []
         self.pad = "x" * max(0, cfg.size - 40)
 
     def channel_for(self, i: int) -> str:
@@ -445,16 +452,19 @@ class Broadcast(Rooms):
 
     def setup(self) -> None:
         super().setup()
-        if self.index == 0:
-            # The publisher is an extra connection, not one of --connections.
+        if self.index != 0:
+            return
+        # Publishers are extra connections (worker 0), not among --connections.
+        for n in range(max(1, math.ceil(self.cfg.rate / self.PER_PUBLISHER))):
             try:
-                self.publisher = client.connect(self.target, timeout=self.cfg.connect_timeout,
-                                                headers=self.headers)
+                pub = client.connect(self.target, timeout=self.cfg.connect_timeout,
+                                     headers=self.headers)
             except ClientError as exc:
                 self.stats.record_error("publisher_" + exc.kind, str(exc))
-                return
-            self.publisher.tag = -1
-            self.readers[-1] = gevent.spawn(self._read_publisher, self.publisher)
+                continue
+            pub.tag = -1 - n
+            self.publishers.append(pub)
+            self.readers[pub.tag] = gevent.spawn(self._read_publisher, pub)
 
     def _read_publisher(self, conn: Connection) -> None:
         try:
@@ -463,23 +473,25 @@ class Broadcast(Rooms):
             if not self.stopping:
                 self.stats.record_error("publisher_" + exc.kind, str(exc))
         finally:
-            self.readers.pop(-1, None)
+            if isinstance(conn.tag, int):
+                self.readers.pop(conn.tag, None)
 
     def measure(self, start: float, end: float) -> None:
-        pub = self.publisher
-        if pub is None:
+        pubs = self.publishers
+        if not pubs:
             gevent.sleep(max(0.0, end - time.time()))
             return
 
         def send(k: int, due: float) -> None:
+            pub = pubs[k % len(pubs)]
             if not pub.closed:
                 self.publish(pub, self.cfg.channel, due, k)
 
         pace(self.cfg.rate, start, end, send)
 
     def teardown(self) -> None:
-        if self.publisher is not None:
-            self.publisher.close()
+        for pub in self.publishers:
+            pub.close()
         super().teardown()
 
 

@@ -122,7 +122,7 @@ class LogHistogram:
 
 @dataclass
 class Second:
-    """What happened in one wall-clock second of the run."""
+    """What happened in one timeline slot (a second, or less for short runs)."""
 
     latency: LogHistogram = field(default_factory=LogHistogram)
     received: int = 0
@@ -169,10 +169,11 @@ def max_rss_mb() -> float:
 class WorkerStats:
     """Everything one worker measures; `to_dict`/`from_dict` carry it over the pipe."""
 
-    def __init__(self, origin: float) -> None:
+    def __init__(self, origin: float, slot: float = 1.0) -> None:
         # `origin` is the wall-clock start of the whole run, shared by all workers, so their
-        # per-second timelines line up when merged.
+        # timelines (in `slot`-second steps) line up when merged.
         self.origin = origin
+        self.slot = slot
         self.latency = LogHistogram()
         self.window = LogHistogram()  # latency since the last progress snapshot
         self.connect = LogHistogram()
@@ -188,6 +189,7 @@ class WorkerStats:
         self.sent = 0
         self.received = 0
         self.expected = 0
+        self.subscribed = 0  # rooms scenarios: connections whose subscribe was accepted
         self.bytes_sent = 0
         self.bytes_received = 0
         self.published: dict[str, int] = {}  # channel -> publishes acknowledged or in flight
@@ -197,10 +199,11 @@ class WorkerStats:
         self.rss_mb: float = 0.0
         self.measure_start = 0.0
         self.measure_end = 0.0
+        self.setup_s = 0.0  # how long this worker took to open (and subscribe) its connections
 
     def second(self, now: float | None = None) -> Second:
         """The timeline slot for `now` (default: the current time)."""
-        idx = int((now if now is not None else time.time()) - self.origin)
+        idx = int(((now if now is not None else time.time()) - self.origin) / self.slot)
         s = self.seconds.get(idx)
         if s is None:
             s = self.seconds[idx] = Second()
@@ -262,6 +265,8 @@ class WorkerStats:
         """A picklable form for the pipe to the coordinator."""
         return {
             "origin": self.origin,
+            "slot": self.slot,
+            "setup_s": self.setup_s,
             "latency": self.latency.to_dict(),
             "connect": self.connect.to_dict(),
             "seconds": {
@@ -282,7 +287,7 @@ class WorkerStats:
 
 
 _COUNTERS = ("attempted", "opened", "open_now", "peak_open", "sent", "received", "expected",
-             "bytes_sent", "bytes_received")
+             "subscribed", "bytes_sent", "bytes_received")
 
 
 @dataclass
@@ -303,12 +308,16 @@ class Merged:
     rss_mb: list[float] = field(default_factory=list)
     measure_start: float = 0.0
     measure_end: float = 0.0
+    slot: float = 1.0
+    setup_s: float = 0.0
 
 
 def merge(results: list[dict[str, Any]]) -> Merged:
     """Combine the `to_dict` results of every worker into one `Merged`."""
     m = Merged()
     for r in results:
+        m.slot = r["slot"]
+        m.setup_s = max(m.setup_s, r["setup_s"])
         m.latency.merge(LogHistogram.from_dict(r["latency"]))
         m.connect.merge(LogHistogram.from_dict(r["connect"]))
         for k, sd in r["seconds"].items():

@@ -1,0 +1,131 @@
+"""What the user sees: a live progress panel while running and a summary table at the end.
+
+On a terminal the panel is a rich Live display; otherwise (CI logs, pipes) one plain line is
+printed every few seconds so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from wsapp.loadtest.runner import Progress
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+class LiveDisplay:
+    """Context manager; call `update(progress)` as often as you like."""
+
+    def __init__(self, console: Console, scenario: str, enabled: bool = True) -> None:
+        self.console = console
+        self.scenario = scenario
+        self.enabled = enabled
+        self.live: Live | None = None
+        self.last_line = 0.0
+
+    def __enter__(self) -> LiveDisplay:
+        if self.enabled and self.console.is_terminal:
+            self.live = Live(self._render(Progress()), console=self.console,
+                             auto_refresh=False, transient=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+    def _render(self, p: Progress) -> Table:
+        t = Table(title=f"wsapp loadtest: {self.scenario}", title_justify="left",
+                  show_header=True, header_style="bold")
+        for col in ("phase", "time", "open / target", "msgs/s", "sent", "received", "errors",
+                    "p50 ms", "p99 ms", "client CPU"):
+            t.add_column(col, justify="right")
+        left = f" ({p.measure_left:.0f}s left)" if p.measure_left else ""
+        cpu = " ".join(f"{c:.0f}%" for c in p.cpu) or "-"
+        t.add_row(p.phase, f"{p.elapsed:.0f}s{left}", f"{p.open:,} / {p.target:,}",
+                  f"{p.msgs_per_s:,.0f}", f"{p.sent:,}", f"{p.received:,}",
+                  Text(f"{p.errors:,}", style="red" if p.errors else ""),
+                  _ms(p.p50), _ms(p.p99), cpu)
+        return t
+
+    def update(self, p: Progress) -> None:
+        """Show the latest numbers."""
+        if not self.enabled:
+            return
+        if self.live is not None:
+            self.live.update(self._render(p), refresh=True)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= 5.0:
+            self.last_line = now
+            self.console.print(
+                f"[{p.elapsed:5.0f}s] {p.phase:8} open {p.open}/{p.target} "
+                f"msgs/s {p.msgs_per_s:.0f} errors {p.errors} p50 {_ms(p.p50)} ms "
+                f"p99 {_ms(p.p99)} ms cpu {' '.join(f'{c:.0f}%' for c in p.cpu)}",
+                highlight=False)
+
+
+def summary(console: Console, report: dict[str, Any]) -> None:
+    """The end-of-run table: connections, throughput, percentiles, errors, client CPU."""
+    lat = report["latency_ms"]
+    con = report["connect"]
+    msgs = report["messages"]
+    t = Table(title=f"{report['scenario']} against {report['url']}", title_justify="left",
+              show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("connections", f"{report['connections']:,} open at peak "
+              f"(target {report['connections_target']:,}; {con['opened']:,} opened, "
+              f"{con['failed']:,} failed)")
+    t.add_row("connect time ms", _pcts(con["ms"]) + (
+        f"   ({con['per_s']:,.0f} connects/s)" if con["per_s"] else ""))
+    if report["connect"]["setup_s"] is not None:
+        t.add_row("setup", f"{con['setup_s']:.1f} s before measuring")
+    t.add_row("measured", f"{report['duration_s']} s")
+    t.add_row("messages", f"sent {msgs['sent']:,}, received {msgs['received']:,}, "
+              f"expected {msgs['expected']:,}, lost {msgs['lost']:,}")
+    t.add_row("throughput", f"{report['msgs_per_s']:,} msgs/s received, "
+              f"{report['sent_per_s']:,} sent/s")
+    t.add_row("latency ms", _pcts(lat) + f"   ({lat['count']:,} samples)")
+    b = report.get("broadcast")
+    if b:
+        t.add_row("to first receiver", _pcts(b["first_ms"]))
+        t.add_row("to last receiver", _pcts(b["last_ms"]))
+        t.add_row("complete messages", f"{b['complete']} of {b['messages']} reached all "
+                  f"{b['subscribers']:,} subscribers")
+    errs = ", ".join(f"{k} {v:,}" for k, v in report["errors_by_kind"].items()) or "none"
+    style = "red" if report["errors"] else "green"
+    t.add_row("errors", Text(f"{report['errors']:,} ({report['error_rate'] * 100:.3f}%): {errs}",
+                             style=style))
+    cl = report["client"]
+    cpu = ", ".join(f"{ph} {'/'.join(f'{v:.0f}%' for v in vals)}"
+                    for ph, vals in cl["cpu_pct"].items() if ph in ("setup", "measure"))
+    t.add_row("client CPU", f"{cpu} of one core; {cl['processes']} process(es), "
+              f"RSS {'/'.join(f'{v:.0f}' for v in cl['rss_mb'])} MiB")
+    if report.get("server_cpu_pct"):
+        t.add_row("server CPU", ", ".join(f"{ph} {v:.0f}%" for ph, v in
+                                          report["server_cpu_pct"].items()) + " of one core")
+    mach = report.get("machine") or {}
+    if mach.get("loadavg_1m"):
+        before, after = mach["loadavg_1m"]
+        t.add_row("machine", f"{mach['cpus']} CPUs, load average {before} before, {after} after")
+    console.print(t)
+    for kind, example in report["error_examples"].items():
+        console.print(f"  [red]{kind}[/red]: {example}", highlight=False)
+    if cl["warning"]:
+        console.print(f"[yellow]warning:[/yellow] {cl['warning']}")
+
+
+def _pcts(s: dict[str, Any]) -> str:
+    return (f"p50 {_ms(s['p50'])}  p90 {_ms(s['p90'])}  p99 {_ms(s['p99'])}  "
+            f"p99.9 {_ms(s['p999'])}  max {_ms(s['max'])}")
