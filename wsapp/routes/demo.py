@@ -1,6 +1,8 @@
 """Demo pages' server side: dashboard figures, task progress jobs, chat.
 
-The dashboard publisher starts with the blueprint. Task jobs are driven over HTTP:
+The dashboard publisher starts with the app's first request (not at registration, so apps
+that never serve — tests build many — run no greenlet and open no store). Task jobs are
+driven over HTTP:
 
 - `GET /api/tasks` → `{"channel": …, "jobs": [...], "limits": {...}}`: the jobs the caller
   may see and the channel their updates are published on.
@@ -9,33 +11,30 @@ The dashboard publisher starts with the blueprint. Task jobs are driven over HTT
 
 In demo mode (no API key) anyone may use them and every job is on the shared `sys:tasks`
 board; otherwise they need `Authorization: Bearer <token>` and each user sees only their own
-jobs, on `user:<id>`. Chat needs nothing here: it is plain `room:*` channels on /ws.
+jobs, on a private channel named in the listing. Chat needs nothing here: it is plain
+`room:*` channels on /ws.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from wsapp import dashboard
-from wsapp.tasks import PUBLIC_CHANNEL, TaskError, TaskRunner
+from wsapp.tasks import TaskError, TaskRunner
 
 bp = Blueprint("demo", __name__)
 
 RUNNER = "wsapp.tasks"
 
 
-@bp.record_once
-def _start_publishers(state: Any) -> None:
-    dashboard.start(state.app)
+@bp.before_app_request
+def _start_publishers() -> None:
+    dashboard.start(current_app._get_current_object())
 
 
 def _demo_mode() -> bool:
     """True when the server has no API key, so anyone may mint tokens."""
-    from wsapp.auth import demo_mode
-
-    return demo_mode(current_app)
+    return not current_app.config["WSAPP"].api_key
 
 
 def _caller() -> str | None:
@@ -46,10 +45,10 @@ def _caller() -> str | None:
         if _demo_mode():
             return None
         raise TaskError(401, "a user token is required (Authorization: Bearer <token>)")
-    from wsapp.auth import verify_token
+    from wsapp.routes.api import get_signer
 
     try:
-        return verify_token(token)
+        return get_signer(current_app).verify(token)
     except ValueError as exc:
         raise TaskError(401, f"unauthorized: {exc}") from None
 
@@ -83,7 +82,7 @@ def list_tasks() -> Response:
     tasks = runner(current_app._get_current_object())
     lim = tasks.limits
     return jsonify(
-        channel=PUBLIC_CHANNEL if owner is None else f"user:{owner}",
+        channel=tasks.channel(owner),
         jobs=[j.public() for j in tasks.visible(owner)],
         limits={"max_steps": lim.max_steps, "min_step_seconds": lim.min_step_seconds,
                 "max_step_seconds": lim.max_step_seconds,

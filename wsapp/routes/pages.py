@@ -6,7 +6,12 @@ from flask import Blueprint, Response, jsonify, render_template
 
 bp = Blueprint("pages", __name__)
 
-PAGES = [("/echo", "Echo", "type a message, see it echoed, watch the round-trip latency")]
+PAGES = [
+    ("/echo", "Echo", "type a message, see it echoed, watch the round-trip latency"),
+    ("/dashboard", "Dashboard", "server clock, who is online, messages per second — pushed live"),
+    ("/tasks", "Task progress", "start long jobs and watch every step arrive as it happens"),
+    ("/chat", "Chat", "rooms, nicknames and presence between tabs and browsers"),
+]
 
 # Pages load only our own script and styles, and talk only to this host.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -22,6 +27,12 @@ def security_headers(resp: Response) -> Response:
     return resp
 
 
+@bp.app_context_processor
+def nav() -> dict:
+    """The header's page links, on every template."""
+    return {"nav_pages": PAGES}
+
+
 @bp.route("/")
 def index() -> str:
     """The list of demo pages."""
@@ -32,6 +43,24 @@ def index() -> str:
 def echo_page() -> str:
     """The echo demo."""
     return render_template("echo.html")
+
+
+@bp.route("/dashboard")
+def dashboard_page() -> str:
+    """Live server figures pushed on sys:dashboard."""
+    return render_template("dashboard.html")
+
+
+@bp.route("/tasks")
+def tasks_page() -> str:
+    """Long jobs with live progress."""
+    return render_template("tasks.html")
+
+
+@bp.route("/chat")
+def chat_page() -> str:
+    """Chat rooms with presence."""
+    return render_template("chat.html")
 
 
 @bp.route("/healthz")

@@ -1,38 +1,39 @@
-// Echo page: send what is typed, show the echo, measure ping/pong round trips.
-const state = document.getElementById("conn-state");
-const latency = document.getElementById("latency");
+// Echo page: a raw WebSocket on /ws/echo (no app protocol): send what is typed, show the
+// echo, and measure round trips with our own marked pings. Reconnects like the wsapp client.
+import { backoffDelay, h, showLatency, showState } from "./wsapp.js";
+
 const log = document.getElementById("echo-log");
 const input = document.getElementById("echo-input");
 const PING = "\u0000ping:";
+const samples = [];
 let ws = null;
 let retry = 0;
 
-function setState(s) { state.dataset.state = s; state.textContent = s; }
-
-function add(text) {
-  const li = document.createElement("li");
-  li.textContent = text;  // text, never HTML
-  log.prepend(li);
+function add(text, cls) {
+  log.prepend(h("li", { class: cls }, text));   // text, never HTML
   while (log.children.length > 200) log.lastChild.remove();
 }
 
 function connect() {
-  setState(retry ? "reconnecting" : "connecting");
+  showState(retry ? "reconnecting" : "connecting");
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(`${proto}//${location.host}/ws/echo`);
-  ws.onopen = () => { retry = 0; setState("live"); ping(); };
-  ws.onmessage = (ev) => {
+  const sock = new WebSocket(`${proto}//${location.host}/ws/echo`);
+  ws = sock;
+  sock.onopen = () => { retry = 0; showState("live"); ping(); };
+  sock.onmessage = (ev) => {
     if (typeof ev.data === "string" && ev.data.startsWith(PING)) {
-      const ms = performance.now() - Number(ev.data.slice(PING.length));
-      latency.textContent = `${ms.toFixed(1)} ms`;
+      samples.push(performance.now() - Number(ev.data.slice(PING.length)));
+      if (samples.length > 5) samples.shift();
+      showLatency(samples.reduce((a, b) => a + b, 0) / samples.length);
       return;
     }
-    add(`← ${ev.data}`);
+    add(`← ${ev.data}`, "in");
   };
-  ws.onclose = () => {
-    setState("reconnecting");
-    const delay = Math.random() * Math.min(10000, 250 * 2 ** retry++);  // full jitter
-    setTimeout(connect, delay);
+  sock.onclose = () => {
+    if (ws !== sock) return;
+    ws = null;
+    showState("reconnecting");
+    setTimeout(connect, backoffDelay(retry++));
   };
 }
 
@@ -44,7 +45,7 @@ document.getElementById("echo-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
   if (!ws || ws.readyState !== WebSocket.OPEN || !input.value) return;
   ws.send(input.value);
-  add(`→ ${input.value}`);
+  add(`→ ${input.value}`, "out");
   input.value = "";
 });
 

@@ -1,0 +1,191 @@
+"""Browser tests: the real serve.py on a free port, driven by the system Chromium.
+
+Playwright's own browser downloads are never used: tests launch the Chromium the machine
+has (tests/run.sh installs it). Screenshots go to artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    """The system Chromium, if there is one."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """serve.py in a subprocess; stopped (or killed) by its PID, restartable on its port."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.workdir = workdir
+        self.args = list(args)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.log_path = workdir / "server.log"
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra: str, timeout: float = 20.0) -> Server:
+        """Start on self.port and wait until it accepts connections."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
+        env["PYTHONPATH"] = str(ROOT)
+        env["PYTHONUNBUFFERED"] = "1"
+        argv = [sys.executable, str(ROOT / "serve.py"), "--host", "127.0.0.1",
+                "--port", str(self.port), "--data-dir", str(self.workdir / "data"),
+                *self.args, *extra]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"server did not listen within {timeout}s:\n{self.log()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the clients, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM (graceful shutdown), SIGKILL if that takes too long."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", "replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """One headless system Chromium for the whole session."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no system chromium (tests/run.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="session")
+def web(tmp_path_factory) -> Iterator[Server]:
+    """The server the page tests share."""
+    server = Server(tmp_path_factory.mktemp("e2e-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log(), server.log()
+
+
+@pytest.fixture
+def own_server(tmp_path) -> Iterator[Server]:
+    """A server for one test that kills or restarts it."""
+    server = Server(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Browsers:
+    """Opens isolated browser contexts (separate storage = separate users) and tracks dialogs;
+    closes them all at the end."""
+
+    def __init__(self, browser) -> None:
+        self.browser = browser
+        self.contexts: list = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+
+    def page(self, url: str, width: int = 1200, height: int = 800):
+        context = self.browser.new_context(viewport={"width": width, "height": height})
+        self.contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+
+        def on_dialog(dialog) -> None:
+            self.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.goto(url)
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def browsers(browser) -> Iterator[Browsers]:
+    opened = Browsers(browser)
+    try:
+        yield opened
+    finally:
+        opened.close()
+    assert not opened.errors, f"uncaught page errors: {opened.errors}"
+
+
+@pytest.fixture
+def shot():
+    """shot(page, name): save a full-page screenshot as a test artifact."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> None:
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    return take

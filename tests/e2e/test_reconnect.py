@@ -1,0 +1,63 @@
+"""A crash and restart of the server while pages are open: they come back by themselves."""
+
+from __future__ import annotations
+
+import secrets
+
+from playwright.sync_api import expect
+
+# Records every value the header's connection state takes.
+WATCH_STATE = """() => {
+  const el = document.getElementById("conn-state");
+  window.__states = [el.dataset.state];
+  new MutationObserver(() => window.__states.push(el.dataset.state))
+    .observe(el, { attributes: true, attributeFilter: ["data-state"] });
+}"""
+
+
+def live(page, timeout: float = 10_000) -> None:
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "live", timeout=timeout)
+
+
+def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browsers, shot) -> None:
+    # The restarted server signs with another secret, so the old tokens are refused (4401)
+    # and the client must mint new ones on its own, too.
+    own_server.start("--secret", "before-the-crash")
+    tag = secrets.token_hex(3)
+    room = f"crash-{tag}"
+    chat = browsers.page(own_server.base + "/chat")
+    watcher = browsers.page(own_server.base + "/chat")
+    echo = browsers.page(own_server.base + "/echo")
+    for page, nick in ((chat, f"carol-{tag}"), (watcher, f"dave-{tag}")):
+        live(page)
+        page.fill("#nick-input", nick)
+        page.click("#nick-form button")
+        expect(page.locator("#whoami")).to_have_text(f"as {nick}")
+        live(page)
+        page.fill("#room-input", room)
+        page.press("#room-input", "Enter")
+        expect(page.locator("#presence li")).to_have_count(1 if page is chat else 2)
+    live(echo)
+    for page in (chat, watcher, echo):
+        page.evaluate(WATCH_STATE)
+
+    own_server.kill()
+    for page in (chat, watcher, echo):
+        expect(page.locator("#conn-state")).to_have_attribute("data-state", "reconnecting")
+    own_server.start("--secret", "after-the-crash")
+    for page in (chat, watcher, echo):
+        live(page, timeout=20_000)
+        states = page.evaluate("window.__states")
+        assert states[0] == "live" and states[-1] == "live", states
+        assert "reconnecting" in states, states
+
+    # The chat pages re-subscribed their room: a new message reaches the other one.
+    chat.fill("#chat-input", "back after the crash")
+    chat.press("#chat-input", "Enter")
+    expect(watcher.locator("#messages li.msg", has_text="back after the crash")).to_have_count(1)
+    expect(watcher.locator("#presence li")).to_have_count(2)
+
+    echo.fill("#echo-input", "echo after the crash")
+    echo.press("#echo-input", "Enter")
+    expect(echo.locator("#echo-log li", has_text="← echo after the crash")).to_have_count(1)
+    shot(chat, "chat-after-restart")

@@ -1,0 +1,98 @@
+"""Task progress: steps reach the page as they happen; cancel; several jobs; reload."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+# Records (ms since the observer started, step) each time a job's step changes in the DOM.
+OBSERVE = """() => {
+  window.__steps = [];
+  const t0 = performance.now();
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const li = r.target;
+      if (r.attributeName === "data-step" && li.dataset.id) {
+        window.__steps.push({ id: li.dataset.id, step: +li.dataset.step,
+                              t: performance.now() - t0 });
+      }
+    }
+  }).observe(document.getElementById("jobs"),
+             { subtree: true, attributes: true, attributeFilter: ["data-step"] });
+}"""
+
+
+def live(page) -> None:
+    expect(page.locator("#conn-state")).to_have_attribute("data-state", "live")
+
+
+def start_job(page, steps: int, step_seconds: float, label: str):
+    page.fill("#task-steps", str(steps))
+    page.fill("#task-step-seconds", str(step_seconds))
+    page.fill("#task-label", label)
+    page.click("#task-start")
+    job = page.locator("#jobs li.job", has=page.locator(".job-label", has_text=label))
+    expect(job).to_have_count(1)
+    return job
+
+
+def test_progress_arrives_step_by_step(web, browsers, shot) -> None:
+    steps, step_seconds = 12, 0.25
+    page = browsers.page(web.base + "/tasks")
+    live(page)
+    page.evaluate(OBSERVE)
+    job = start_job(page, steps, step_seconds, "spread check")
+    expect(job).to_have_attribute("data-state", "done", timeout=steps * step_seconds * 1000 + 8000)
+    job_id = job.get_attribute("data-id")
+    seen = [r for r in page.evaluate("window.__steps") if r["id"] == job_id and r["step"] > 0]
+
+    values = [r["step"] for r in seen]
+    assert values == sorted(values), values
+    assert values[-1] == steps
+    # Each step is its own DOM update (a few may coalesce on a slow box, not most).
+    assert len(set(values)) >= steps * 2 // 3, values
+    # Spread over the job's run, not bunched at the end: the updates span at least half of
+    # the nominal duration, and the halfway step shows up well before the last one.
+    times = [r["t"] for r in seen]
+    span = times[-1] - times[0]
+    assert span >= 0.5 * (steps - 1) * step_seconds * 1000, seen
+    halfway = next(r["t"] for r in seen if r["step"] >= steps // 2)
+    assert halfway - times[0] <= 0.8 * span, seen
+    assert times[-1] - halfway >= 0.25 * span, seen
+    expect(job.locator(".job-step")).to_have_text(f"step {steps} / {steps} · 100%")
+
+
+def test_cancel_several_jobs_and_reload(web, browsers, shot) -> None:
+    page = browsers.page(web.base + "/tasks")
+    live(page)
+    keep = start_job(page, 60, 0.2, "keeps running")
+    stop = start_job(page, 60, 0.2, "to be cancelled")
+    # Both advance at once.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#jobs li.job')].filter("
+        "(li) => +li.dataset.step >= 2).length >= 2", timeout=5000)
+
+    stop.locator("button.cancel").click()
+    expect(stop).to_have_attribute("data-state", "cancelled", timeout=3000)
+    expect(stop.locator("button.cancel")).to_be_hidden()
+    frozen = int(stop.get_attribute("data-step"))
+    before = int(keep.get_attribute("data-step"))
+    page.wait_for_timeout(800)
+    assert int(stop.get_attribute("data-step")) == frozen  # no step after the cancel
+    assert int(keep.get_attribute("data-step")) > before  # the other one goes on
+    shot(page, "tasks")
+
+    # A reload shows the running job where it is (and it keeps advancing) and the cancelled one.
+    reached = int(keep.get_attribute("data-step"))
+    page.reload()
+    live(page)
+    keep = page.locator("#jobs li.job", has=page.locator(".job-label", has_text="keeps running"))
+    stop = page.locator("#jobs li.job", has=page.locator(".job-label", has_text="to be cancelled"))
+    expect(stop).to_have_attribute("data-state", "cancelled")
+    expect(keep).to_have_attribute("data-state", "running")
+    assert int(keep.get_attribute("data-step")) >= reached
+    page.wait_for_function(
+        "([id, n]) => +document.querySelector(`li[data-id='${id}']`).dataset.step > n",
+        arg=[keep.get_attribute("data-id"), int(keep.get_attribute("data-step")) + 1],
+        timeout=5000)
+    keep.locator("button.cancel").click()
+    expect(keep).to_have_attribute("data-state", "cancelled", timeout=3000)

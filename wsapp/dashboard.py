@@ -1,0 +1,99 @@
+"""The dashboard publisher: once a second, the hub's figures go to `sys:dashboard`.
+
+One greenlet per app, started by the demo blueprint on the app's first request. It holds the
+app only weakly, so an app that is dropped takes its publisher with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+import gevent
+from flask import Flask
+
+CHANNEL = "sys:dashboard"
+HISTORY = 60  # seconds of messages/s kept for the sparkline
+EXTENSION = "wsapp.dashboard"
+
+log = logging.getLogger("wsapp.dashboard")
+
+
+class Rates:
+    """Per-second rates from the hub's cumulative counters, and a short history of them."""
+
+    COUNTERS = ("messages_in", "messages_out", "bytes_in", "bytes_out")
+
+    def __init__(self, history: int = HISTORY) -> None:
+        self.last: dict[str, float] | None = None
+        self.last_at = 0.0
+        self.history: deque[float] = deque(maxlen=history)
+
+    def update(self, stats: dict[str, Any], now: float) -> dict[str, float]:
+        """Rates since the previous call (zeros on the first); appends messages/s to history."""
+        current = {k: float(stats.get(k, 0) or 0) for k in self.COUNTERS}
+        rates = dict.fromkeys(self.COUNTERS, 0.0)
+        if self.last is not None and now > self.last_at:
+            dt = now - self.last_at
+            # max(0, …): a counter that went backwards (a reset) is not negative traffic
+            rates = {k: max(0.0, current[k] - self.last[k]) / dt for k in self.COUNTERS}
+        self.last, self.last_at = current, now
+        self.history.append(round(rates["messages_in"] + rates["messages_out"], 1))
+        return rates
+
+
+def snapshot(stats: dict[str, Any], rates: dict[str, float], history: list[float],
+             now_ms: int) -> dict[str, Any]:
+    """The JSON pushed to the dashboard page each second."""
+    return {
+        "time": now_ms,
+        "users": int(stats.get("users", 0) or 0),
+        "connections": int(stats.get("connections", 0) or 0),
+        "channels": int(stats.get("channels", 0) or 0),
+        "messages_in": int(stats.get("messages_in", 0) or 0),
+        "messages_out": int(stats.get("messages_out", 0) or 0),
+        "in_per_s": round(rates["messages_in"], 1),
+        "out_per_s": round(rates["messages_out"], 1),
+        "msgs_per_s": round(rates["messages_in"] + rates["messages_out"], 1),
+        "bytes_in_per_s": round(rates["bytes_in"]),
+        "bytes_out_per_s": round(rates["bytes_out"]),
+        "history": history,
+    }
+
+
+def _run(app_ref: weakref.ref, interval: float) -> None:
+    rates = Rates()
+    failures = 0
+    while True:
+        # Sleep to the next whole second so the page's clock ticks evenly.
+        gevent.sleep(interval - (time.time() % interval))
+        app = app_ref()
+        if app is None:
+            return
+        try:
+            from wsapp.hub import get_hub
+
+            hub = get_hub(app)
+            stats = hub.stats()
+            r = rates.update(stats, time.monotonic())
+            hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)))
+            failures = 0
+        except Exception:
+            # Keep publishing through transient faults, but do not flood the log.
+            failures += 1
+            if failures == 1 or failures % 60 == 0:
+                log.exception("dashboard publish failed (%d in a row)", failures)
+        del app
+
+
+def start(app: Flask, interval: float = 1.0) -> gevent.Greenlet:
+    """Start the app's publisher once; later calls return the running greenlet."""
+    running = app.extensions.get(EXTENSION)
+    if running is not None and not running.dead:
+        return running
+    greenlet = gevent.spawn(_run, weakref.ref(app), interval)
+    app.extensions[EXTENSION] = greenlet
+    return greenlet
