@@ -59,10 +59,13 @@ def lt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield external.rstrip("/")
         return
     port = free_port()
-    log = tmp_path_factory.mktemp("lt_server") / "serve.log"
+    home = tmp_path_factory.mktemp("lt_server")
+    log = home / "serve.log"
+    # Its own data dir, so the token secret and store do not land in the work tree.
+    cmd = [sys.executable, str(ROOT / "serve.py"), "--port", str(port),
+           "--data-dir", str(home / "data")]
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), "--port", str(port)],
-                                cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_listening(port, proc, log)
         yield f"ws://127.0.0.1:{port}"
