@@ -1,0 +1,1 @@
+"""Tests of the real-time layer: the /ws app protocol, fan-out, limits and metrics."""
