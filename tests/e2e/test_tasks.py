@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 from playwright.sync_api import expect
 
 # Records (ms since the observer started, step) each time a job's step changes in the DOM.
@@ -96,3 +100,54 @@ def test_cancel_several_jobs_and_reload(web, browsers, shot) -> None:
         timeout=5000)
     keep.locator("button.cancel").click()
     expect(keep).to_have_attribute("data-state", "cancelled", timeout=3000)
+
+
+def call(base: str, method: str, path: str, body: object = None,
+         token: str | None = None) -> tuple[int, dict]:
+    """(status, JSON) of one HTTP request."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def test_task_api_validates_and_caps(web) -> None:
+    for bad in ({"steps": 0}, {"steps": 10_000}, {"steps": "5"}, {"steps": True},
+                {"step_seconds": 0}, {"step_seconds": 60}, {"label": 5}):
+        status, body = call(web.base, "POST", "/api/tasks", bad)
+        assert status == 400 and body["error"], (bad, body)
+    assert call(web.base, "POST", "/api/tasks/nope/cancel")[0] == 404
+    # Per-user cap on running jobs (anonymous callers share one allowance).
+    started = []
+    for _ in range(6):
+        status, body = call(web.base, "POST", "/api/tasks", {"steps": 50, "step_seconds": 0.2})
+        if status != 201:
+            break
+        started.append(body["id"])
+    assert status == 429 and 1 <= len(started) <= 4, (status, body, started)
+    for job_id in started:
+        assert call(web.base, "POST", f"/api/tasks/{job_id}/cancel")[1]["state"] == "cancelled"
+
+
+def test_task_api_with_api_key_needs_tokens_and_keeps_jobs_private(own_server) -> None:
+    own_server.start("--api-key", "k3y")
+    base = own_server.base
+    tokens = {u: call(base, "POST", "/api/tokens", {"user": u}, token="k3y")[1]["token"]
+              for u in ("ann", "ben")}
+    assert call(base, "GET", "/api/tasks")[0] == 401
+    assert call(base, "POST", "/api/tasks", {}, token="not.valid")[0] == 401
+    status, job = call(base, "POST", "/api/tasks", {"steps": 50}, token=tokens["ann"])
+    assert status == 201 and job["by"] == "ann"
+    ann = call(base, "GET", "/api/tasks", token=tokens["ann"])[1]
+    ben = call(base, "GET", "/api/tasks", token=tokens["ben"])[1]
+    assert [j["id"] for j in ann["jobs"]] == [job["id"]] and ben["jobs"] == []
+    assert ann["channel"] != ben["channel"] and ann["channel"].startswith("sys:tasks.")
+    assert call(base, "POST", f"/api/tasks/{job['id']}/cancel", token=tokens["ben"])[0] == 404
+    status, done = call(base, "POST", f"/api/tasks/{job['id']}/cancel", token=tokens["ann"])
+    assert status == 200 and done["state"] == "cancelled"

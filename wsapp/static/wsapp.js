@@ -346,8 +346,14 @@ export class WsClient {
       this.latency = this._samples.reduce((a, b) => a + b, 0) / this._samples.length;
       this._emit("latency", this.latency);
     }).catch(() => {
-      // No pong in time on a socket that still looks open: it is dead; start over.
-      if (this.state === "live" && this._ws) this._ws.close(4000, "ping timeout");
+      // No pong in time on a socket that still looks open: the peer is gone. Do not wait
+      // for a closing handshake it will never answer; drop the socket and start over.
+      const ws = this._ws;
+      if (this.state !== "live" || !ws) return;
+      const err = new Error("no pong: connection presumed dead");
+      this._teardown(err);
+      ws.close(4000, "ping timeout");
+      this._retry(err);
     });
   }
 
