@@ -39,8 +39,7 @@ def test_message_rate_limit_drops_but_keeps_the_connection(lim):
     assert len(ok) + len(limited) == 100
     assert {r["code"] for r in limited} == {"rate_limited"}, limited[:3]
     assert replies[0]["op"] == "ok"  # the burst allowance is there first
-    assert 30 <= len(ok) <= 70, len(ok)  # burst 40 plus the refill while sending
-    assert len(limited) >= 30
+    assert 40 <= len(ok) <= 90, len(ok)  # burst 40 plus the refill while sending
 
     # Dropped means dropped: bob gets exactly the publishes that were accepted.
     wanted = [r["msg"] for r in ok]
@@ -56,24 +55,25 @@ def test_message_rate_limit_drops_but_keeps_the_connection(lim):
 
 def test_rate_limited_error_echoes_the_request_id(lim):
     c = lim.connect("alice")
-    replies = _burst(c, [{"op": "ping", "id": f"r{i}", "t": i} for i in range(80)])
+    ids = [f"r{i}" for i in range(80)]
+    replies = _burst(c, [{"op": "ping", "id": rid, "t": 1} for rid in ids])
     limited = [r for r in replies if r["op"] == "error"]
     assert limited, "80 pings at once should pass a 20/s (burst 40) budget"
-    # docs/protocol.md: "the reply echoes it", errors too.
-    assert [r["id"] for r in limited] == [f"r{i}" for i in range(80 - len(limited), 80)], \
-        limited[:3]
+    # docs/protocol.md: "the reply echoes it", errors too; else a client cannot tell
+    # which of its requests were dropped.
+    assert sorted(str(r["id"]) for r in replies) == sorted(ids), limited[:2]
 
 
 def test_byte_rate_limit(lim):
     ch = _channel("bytes")
     c = lim.connect("alice")
-    # 10 publishes of ~6 KB: 60 KB against a 40 KB burst, but only 10 of 40 messages.
+    # 14 publishes of ~6 KB: 84 KB against a 40 KB burst, but only 14 of 40 messages.
     replies = _burst(c, [{"op": "publish", "id": i, "channel": ch, "data": "b" * 6000}
-                         for i in range(10)])
+                         for i in range(14)])
     codes = [r.get("code", r["op"]) for r in replies]
     assert codes[0] == "ok"
-    assert "rate_limited" in codes, codes
-    assert 4 <= codes.count("ok") <= 8, codes
+    assert set(codes) == {"ok", "rate_limited"}, codes
+    assert codes.count("ok") >= 6, codes  # 40 KB of burst
     time.sleep(1.5)  # 30 KB of budget back
     c.sync()
     c.ok("publish", channel=ch, data="b" * 6000)
@@ -82,13 +82,13 @@ def test_byte_rate_limit(lim):
 def test_byte_rate_counts_utf8_bytes_not_characters(lim):
     ch = _channel("utf8")
     c = lim.connect("alice")
-    # "€" sent raw (not \u-escaped) is 3 bytes in UTF-8: 4 x 15 KB = 60 KB against the
-    # 40 KB burst, though only 20 K characters.
-    for i in range(4):
+    # "€" sent raw (not \u-escaped) is 3 bytes in UTF-8: 6 x 15 KB = 90 KB against the
+    # 40 KB burst, though only 30 K characters.
+    for i in range(6):
         c.send_text(json.dumps({"op": "publish", "id": i, "channel": ch, "data": "€" * 5000},
                                ensure_ascii=False))
-    codes = [c.recv().get("code", "ok") for _ in range(4)]
-    assert "rate_limited" in codes, f"60 KB in a 40 KB budget all accepted: {codes}"
+    codes = [c.recv().get("code", "ok") for _ in range(6)]
+    assert "rate_limited" in codes, f"90 KB in a 40 KB budget all accepted: {codes}"
     c.sync()
 
 
@@ -110,6 +110,7 @@ class Reader(threading.Thread):
         super().__init__(daemon=True)
         self.client, self.want, self.deadline = client, want, deadline
         self.got: list[dict] = []
+        self.presence: list[dict] = []  # join/leave events
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -121,6 +122,8 @@ class Reader(threading.Thread):
                     break
                 if frame.get("op") == "message":
                     self.got.append(frame)
+                elif frame.get("op") in ("join", "leave"):
+                    self.presence.append(frame)
         except BaseException as exc:  # reported by the test
             self.error = exc
 
@@ -178,9 +181,15 @@ def test_slow_consumer_is_cut_and_fast_ones_keep_up(fan, close_fan_clients):
     received, eof = _drain_raw(slow.ws.sock, timeout=15)
     assert eof, "the server did not close the slow consumer's socket"
     assert received < n * 2000, "a cut-off reader should not have had everything queued"
-    # The others are fine: their connections still answer.
+    # The hub forgot it: the others saw it leave, and presence no longer lists it.
     for c in fast + [publisher]:
-        c.sync()
+        c.sync()  # still answering
+    for r in readers:
+        events = r.presence + r.client.events
+        assert {"op": "leave", "channel": ch, "user": "sloth"} in events, events
+    reply = fast[0].ok("presence", channel=ch)
+    assert sorted(reply["members"]) == ["fast0", "fast1", "fast2"], reply
+    assert reply["connections"] == 3
 
 
 def _drain_raw(sock: socket.socket, timeout: float) -> tuple[int, bool]:
