@@ -256,9 +256,18 @@ def test_bad_request_names_the_field(rt, op, fields, field):
     c.expect_error(reply, "bad_request")
 
 
+@pytest.mark.parametrize("rid", [[1], {"n": 1}])
+def test_non_scalar_id_is_a_bad_request(rt, rid):
+    c = rt.connect("alice")
+    c.send({"op": "ping", "id": rid, "t": 1})
+    reply = c.recv()
+    assert reply["id"] is None and "id" in reply.get("reason", ""), reply
+    c.expect_error(reply, "bad_request")
+
+
 @pytest.mark.parametrize("channel", [
     "", "lobby", "room:", "room:has space", "room:slash/no", "room:ü", "chat:x", "ROOM:x",
-    "room:" + "x" * 124,  # 129 characters
+    "room:" + "x" * 124, "sys:" + "x" * 125,  # 129 characters
 ])
 def test_bad_channel(rt, channel):
     c = rt.connect("alice")
@@ -267,11 +276,14 @@ def test_bad_channel(rt, channel):
         c.expect_error(reply, "bad_channel")
 
 
-def test_longest_channel_name_is_fine(rt):
+@pytest.mark.parametrize("prefix", ["room:", "sys:"])
+def test_longest_channel_name_is_fine(rt, prefix):
+    # "Channel names: 1-128 characters", the prefix included.
     c = rt.connect("alice")
-    name = "room:" + "a-Z_0.9:@" * 13 + "abcdef"
+    name = prefix + ("a-Z_0.9:@" * 15)[:128 - len(prefix)]
     assert len(name) == 128
-    c.ok("subscribe", channel=name)
+    assert c.ok("subscribe", channel=name)["channel"] == name
+    c.expect_error(c.request("subscribe", channel=name + "x"), "bad_channel")
 
 
 def test_forbidden_other_users_channel(rt):
