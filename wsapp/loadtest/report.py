@@ -149,6 +149,7 @@ def write_plot(report: dict[str, Any], path: str) -> None:
     step = rows[1]["t"] - rows[0]["t"] if len(rows) > 1 else 1.0
     t = [r["t"] + step / 2 for r in rows]  # plot each slot at its middle
     fig, (ax_load, ax_lat, ax_hist) = plt.subplots(3, 1, figsize=(10, 10))
+    ax_lat.sharex(ax_load)
     lat = report["latency_ms"]
     fig.suptitle(
         f"{report['scenario']}: {report['connections']:,} connections, "
@@ -161,7 +162,8 @@ def write_plot(report: dict[str, Any], path: str) -> None:
             ax.axvspan(start, start + report["duration_s"], color="0.93", zorder=0,
                        label="measured")
 
-    ax_load.plot(t, [r["open"] for r in rows], color="tab:blue", label="open connections")
+    ax_load.plot(t, [math.nan if r["open"] is None else r["open"] for r in rows],
+                 color="tab:blue", label="open connections")
     ax_load.set_ylabel("open connections")
     ax_load.set_xlabel("seconds since start")
     ax_rate = ax_load.twinx()

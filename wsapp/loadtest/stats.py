@@ -129,7 +129,7 @@ class Second:
     sent: int = 0
     errors: int = 0
     opened: int = 0
-    open_now: int = 0  # connections open at the last sample in this second
+    open_now: int | None = None  # open connections at the last sample here; None = no sample
 
     def merge(self, other: Second) -> None:
         """Add another worker's second (open counts add up across processes)."""
@@ -138,7 +138,8 @@ class Second:
         self.sent += other.sent
         self.errors += other.errors
         self.opened += other.opened
-        self.open_now += other.open_now
+        if other.open_now is not None:
+            self.open_now = (self.open_now or 0) + other.open_now
 
 
 class CpuMeter:
@@ -316,6 +317,15 @@ def merge(results: list[dict[str, Any]]) -> Merged:
     """Combine the `to_dict` results of every worker into one `Merged`."""
     m = Merged()
     for r in results:
+        # A process that took no open-count sample in some slot still had connections open:
+        # carry its last sample forward so the sum over processes does not dip.
+        last: int | None = None
+        for k in sorted(r["seconds"], key=int):
+            sd = r["seconds"][k]
+            if sd["open_now"] is None:
+                sd["open_now"] = last
+            else:
+                last = sd["open_now"]
         m.slot = r["slot"]
         m.setup_s = max(m.setup_s, r["setup_s"])
         m.latency.merge(LogHistogram.from_dict(r["latency"]))
