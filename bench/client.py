@@ -386,90 +386,154 @@ def _tracemalloc_current(pid: int, stats_file: str, timeout: float = 30.0) -> in
     return None
 
 
-def _still_open(socks: list[socket.socket]) -> int:
-    alive = 0
-    for s in socks:
-        try:
-            if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                alive += 1  # something arrived (a ping?) but the socket is open
-        except BlockingIOError:
-            alive += 1
-        except OSError:
-            pass
-    return alive
+class IdleFleet:
+    """Many idle WebSockets on one selector: opened at a bounded rate, pings answered."""
 
+    def __init__(self, host: str, port: int, path: str, timeout: float) -> None:
+        self.host, self.port, self.path, self.timeout = host, port, path, timeout
+        self.sel = selectors.DefaultSelector()
+        self.open: set[socket.socket] = set()
+        self.inflight: dict[socket.socket, list[Any]] = {}
+        self.bufs: dict[socket.socket, bytes] = {}
+        self.failures = self.lost = self.pongs = 0
 
-def open_many(
-    host: str, port: int, path: str, count: int, concurrency: int, rate: float, timeout: float
-) -> tuple[list[socket.socket], int, float]:
-    """Open ``count`` WebSockets with at most ``concurrency`` handshakes in flight and at most
-    ``rate`` new connections per second; returns (sockets, failures, seconds)."""
-    sel = selectors.DefaultSelector()
-    done: list[socket.socket] = []
-    failures = started = 0
-    t0 = time.monotonic()
-    deadline = t0 + max(30.0, 4 * count / rate + timeout)
-    inflight: dict[socket.socket, list[Any]] = {}
-
-    def fail(s: socket.socket) -> None:
-        nonlocal failures
-        failures += 1
-        sel.unregister(s)
-        inflight.pop(s, None)
+    def _fail(self, s: socket.socket) -> None:
+        self.failures += 1
+        self.sel.unregister(s)
+        self.inflight.pop(s, None)
         s.close()
 
-    while (started < count or inflight) and time.monotonic() < deadline:
-        now = time.monotonic()
-        while started < count and len(inflight) < concurrency and started < rate * (now - t0) + 1:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            err = s.connect_ex((host, port))
-            started += 1
-            if err not in (0, errno.EINPROGRESS):
-                failures += 1
-                s.close()
-                continue
-            req, accept = handshake_request(host, port, path)
-            inflight[s] = [now, req, accept, b""]
-            sel.register(s, selectors.EVENT_WRITE)
-        for key, ev in sel.select(0.01):
-            s = key.fileobj  # type: ignore[assignment]
-            st = inflight[s]
+    def _lose(self, s: socket.socket) -> None:
+        self.lost += 1
+        self.sel.unregister(s)
+        self.open.discard(s)
+        self.bufs.pop(s, None)
+        s.close()
+
+    def _start(self) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        err = s.connect_ex((self.host, self.port))
+        if err not in (0, errno.EINPROGRESS):
+            self.failures += 1
+            s.close()
+            return
+        req, accept = handshake_request(self.host, self.port, self.path)
+        self.inflight[s] = [time.monotonic(), req, accept, b""]
+        self.sel.register(s, selectors.EVENT_WRITE, "hs")
+
+    def _handshake(self, s: socket.socket, ev: int) -> None:
+        st = self.inflight[s]
+        if ev & selectors.EVENT_WRITE:
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                self._fail(s)
+                return
+            s.send(st[1])
+            self.sel.modify(s, selectors.EVENT_READ, "hs")
+            return
+        data = s.recv(4096)
+        if not data:
+            self._fail(s)
+            return
+        st[3] += data
+        if b"\r\n\r\n" in st[3]:
+            head, _, rest = st[3].partition(b"\r\n\r\n")
             try:
-                if ev & selectors.EVENT_WRITE:
-                    if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
-                        fail(s)
-                        continue
-                    s.send(st[1])
-                    sel.modify(s, selectors.EVENT_READ)
+                check_response(head, st[2])
+            except ValueError:
+                self._fail(s)
+                return
+            del self.inflight[s]
+            self.open.add(s)
+            self.sel.modify(s, selectors.EVENT_READ, "open")
+            if rest:
+                self._frames(s, rest)
+
+    def _frames(self, s: socket.socket, data: bytes) -> None:
+        """Answer pings; a close frame counts the connection as lost."""
+        buf = self.bufs.pop(s, b"") + data
+        while len(buf) >= 2:
+            op, n, hdr = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if n == 126:
+                n, hdr = (struct.unpack_from("!H", buf, 2)[0], 4) if len(buf) >= 4 else (-1, 0)
+            elif n == 127:
+                n, hdr = (struct.unpack_from("!Q", buf, 2)[0], 10) if len(buf) >= 10 else (-1, 0)
+            if n < 0 or len(buf) < hdr + n:
+                break
+            payload, buf = buf[hdr : hdr + n], buf[hdr + n :]
+            if op == 0x9:
+                s.send(client_frame(payload, 0xA))
+                self.pongs += 1
+            elif op == OP_CLOSE:
+                self._lose(s)
+                return
+        if buf:
+            self.bufs[s] = buf
+
+    def pump(self, timeout: float) -> None:
+        """One select round: handshake progress, pings, closures."""
+        for key, ev in self.sel.select(timeout):
+            s: socket.socket = key.fileobj  # type: ignore[assignment]
+            try:
+                if key.data == "hs":
+                    self._handshake(s, ev)
                     continue
                 data = s.recv(4096)
+                if data:
+                    self._frames(s, data)
+                else:
+                    self._lose(s)
             except BlockingIOError:
                 continue
             except OSError:
-                fail(s)
-                continue
-            if not data:
-                fail(s)
-                continue
-            st[3] += data
-            if b"\r\n\r\n" in st[3]:
-                head = st[3].partition(b"\r\n\r\n")[0]
-                try:
-                    check_response(head, st[2])
-                except ValueError:
-                    fail(s)
-                    continue
-                sel.unregister(s)
-                del inflight[s]
-                done.append(s)
+                if key.data == "hs":
+                    self._fail(s)
+                else:
+                    self._lose(s)
         now = time.monotonic()
-        for s in [s for s, st in inflight.items() if now - st[0] > timeout]:
-            fail(s)
-    for s in list(inflight):
-        fail(s)
-    sel.close()
-    return done, failures + (count - started), time.monotonic() - t0
+        for s in [s for s, st in self.inflight.items() if now - st[0] > self.timeout]:
+            self._fail(s)
+
+    def open_many(self, count: int, concurrency: int, rate: float, limit: float) -> float:
+        """Open ``count`` more connections, at most ``concurrency`` handshakes in flight and
+        ``rate`` per second, giving up after ``limit`` s; returns the seconds taken."""
+        t0 = time.monotonic()
+        started = 0
+        while (started < count or self.inflight) and time.monotonic() - t0 < limit:
+            allowed = min(count, int(rate * (time.monotonic() - t0)) + 1)
+            while started < allowed and len(self.inflight) < concurrency:
+                self._start()
+                started += 1
+            self.pump(0.005)
+        for s in list(self.inflight):
+            self._fail(s)
+        self.failures += count - started
+        return time.monotonic() - t0
+
+    def idle(self, seconds: float) -> None:
+        """Keep answering pings for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.pump(min(0.05, max(0.0, end - time.monotonic())))
+
+    def wait_quiet(self, pid: int, max_wait: float = 10.0, window: float = 0.25) -> float:
+        """Like wait_quiet(), answering pings meanwhile."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < max_wait:
+            c0 = proc_cpu_seconds(pid)
+            self.idle(window)
+            if proc_cpu_seconds(pid) - c0 <= 0.05 * window + 1.0 / CLK_TCK:
+                break
+        return time.monotonic() - t0
+
+    def close(self, drain: float) -> int:
+        """Close every open connection (close frame, wait for EOF); returns unanswered count."""
+        socks = list(self.open)
+        for s in socks:
+            self.sel.unregister(s)
+        self.open.clear()
+        self.sel.close()
+        return _close_all(socks, drain)
 
 
 def run_idle(
@@ -482,32 +546,38 @@ def run_idle(
     rate: float = 4000.0,
     timeout: float = 10.0,
     stats_file: str | None = None,
+    open_limit: float = 240.0,
 ) -> dict[str, Any]:
     """Server memory per idle WebSocket: (RSS with ``count`` open - RSS before) / count."""
     limit = raise_nofile()
     if limit < count + 64:
         raise SystemExit(f"RLIMIT_NOFILE {limit} too low for {count} connections")
-    warm, _, _ = open_many(host, port, path, 50, 16, 1000.0, timeout)  # first-use allocations
-    _close_all(warm, drain=2.0)
-    wait_quiet(server_pid)
+    warm = IdleFleet(host, port, path, timeout)  # first-use allocations are not per-connection
+    warm.open_many(50, 16, 1000.0, 30.0)
+    warm.close(2.0)
+    fleet = IdleFleet(host, port, path, timeout)
+    fleet.wait_quiet(server_pid)
     rss0 = proc_rss_kb(server_pid)
     tm0 = _tracemalloc_current(server_pid, stats_file) if stats_file else None
-    socks, failures, secs = open_many(host, port, path, count, concurrency, rate, timeout)
-    settle = wait_quiet(server_pid)
+    secs = fleet.open_many(count, concurrency, rate, open_limit)
+    settle = fleet.wait_quiet(server_pid)
     rss1 = proc_rss_kb(server_pid)
     tm1 = _tracemalloc_current(server_pid, stats_file) if stats_file else None
-    alive = _still_open(socks)
-    n = len(socks)
-    not_closed = _close_all(socks, drain=10.0)
+    n, lost = len(fleet.open), fleet.lost
+    fleet.idle(0.2)  # anything the server closed during the measurement shows up now
+    alive = len(fleet.open)
+    not_closed = fleet.close(10.0)
     wait_quiet(server_pid)
     rss2 = proc_rss_kb(server_pid)
     return {
         "requested": count,
-        "opened": n,
-        "failures": failures,
+        "opened": n + lost,
+        "failures": fleet.failures,
+        "lost_before_measure": lost,
         "alive_at_measure": alive,
+        "pongs_sent": fleet.pongs,
         "open_seconds": round(secs, 3),
-        "handshakes_per_s": n / secs if secs else 0.0,
+        "handshakes_per_s": (n + lost) / secs if secs else 0.0,
         "settle_seconds": round(settle, 2),
         "rss_before_kb": rss0,
         "rss_open_kb": rss1,
