@@ -138,3 +138,11 @@ def test_encode_message():
     data = encode_message(b"\x01" * 70000, binary=True)
     head = parse_header(data, 1 << 20, require_mask=False)
     assert head.opcode == OP_BINARY and head.length == 70000 and head.size == 10
+
+
+def test_last_size_is_the_utf8_payload_size():
+    r = Receiver(1 << 20)
+    r.feed(f(OP_TEXT, "€".encode() * 10))
+    assert r.last_size == 30
+    r.feed(f(OP_BINARY, b"a" * 5, fin=False) + f(OP_CONT, b"b" * 7))
+    assert r.last_size == 12

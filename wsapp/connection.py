@@ -126,6 +126,11 @@ class WebSocket:
         return self._accept is None
 
     @property
+    def last_message_size(self) -> int:
+        """Payload bytes (UTF-8, decompressed) of the message receive() last returned."""
+        return self._receiver.last_size
+
+    @property
     def receiving(self) -> bool:
         """Whether a greenlet is blocked in receive() (so pongs would be seen)."""
         return self._recv_lock.locked()
@@ -155,7 +160,7 @@ class WebSocket:
                 kind, value = pending.pop(0)
                 if kind == EV_MESSAGE:
                     TRAFFIC.messages_in += 1
-                    TRAFFIC.bytes_in += len(value)
+                    TRAFFIC.bytes_in += self._receiver.last_size
                     return value
                 if kind == EV_PING:
                     self._send_control(OP_PONG, value)
@@ -193,9 +198,10 @@ class WebSocket:
         with self._send_lock:
             # Encoding sits inside the lock: a shared deflate context must see messages in
             # the order they hit the wire.
-            self._write(encode_message(message, binary, self._deflate))
+            frame = encode_message(message, binary, self._deflate)
+            self._write(frame)
         TRAFFIC.messages_out += 1
-        TRAFFIC.bytes_out += len(message)
+        TRAFFIC.bytes_out += len(frame)
 
     def send_frame(self, frame: bytes) -> None:
         """Send pre-built frame bytes (fan-out builds a frame once for many connections)."""
@@ -203,6 +209,8 @@ class WebSocket:
             raise ConnectionClosed(self.close_code or self.sent_close_code, self.close_reason)
         with self._send_lock:
             self._write(frame)
+        TRAFFIC.messages_out += 1
+        TRAFFIC.bytes_out += len(frame)
 
     def queue_frame(self, frame: bytes, max_backlog: int) -> bool:
         """Send pre-built frame bytes without ever blocking the caller (fan-out).
@@ -225,10 +233,10 @@ class WebSocket:
                 self._send_lock.release()
                 self._transport_lost()
                 return False
+            TRAFFIC.messages_out += 1
+            TRAFFIC.bytes_out += len(frame)
             if sent == len(frame):
                 self._send_lock.release()
-                TRAFFIC.messages_out += 1
-                TRAFFIC.bytes_out += sent
                 return True
             rest = memoryview(frame)[sent:]
             self._outbox = deque((rest,))
@@ -243,6 +251,8 @@ class WebSocket:
             gevent.spawn(self._flush_outbox, False)
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
+        TRAFFIC.messages_out += 1
+        TRAFFIC.bytes_out += len(frame)
         return True
 
     @property
@@ -260,8 +270,6 @@ class WebSocket:
                 self._sock.sendall(item)
                 outbox.popleft()
                 self._outbox_bytes -= len(item)
-                TRAFFIC.messages_out += 1
-                TRAFFIC.bytes_out += len(item)
         except OSError:
             self._transport_lost()
         finally:
@@ -284,11 +292,19 @@ class WebSocket:
                 pass
 
     def _write(self, data: bytes) -> None:
-        """Write under the send lock; a dead socket marks the connection dead."""
+        """Write under the send lock; a dead socket marks the connection dead.
+
+        While a fan-out backlog exists, the frame joins its end instead, so nothing ever
+        overtakes frames already queued (the flusher may not hold the lock yet).
+        """
         if self._accept is not None:
             self._do_accept()
         if self._dead:
             raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, "connection lost")
+        if self._outbox is not None:
+            self._outbox.append(data)
+            self._outbox_bytes += len(data)
+            return
         try:
             self._sock.sendall(data)
         except OSError as exc:

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-CHANNEL_RE = re.compile(r"^(room|user|sys):[A-Za-z0-9_.:@-]{1,123}$")
+CHANNEL_RE = re.compile(r"^(?=.{1,128}$)(room|user|sys):[A-Za-z0-9_.:@-]+$")
 
 # op -> (required field, expected type) pairs; `id` is optional on every op.
 OPS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
@@ -68,6 +68,10 @@ def parse_request(text: str) -> dict:
             not isinstance(since, int) or isinstance(since, bool) or since < 0):
         raise RequestError("bad_request", "subscribe: 'since' must be an offset >= 0 or null",
                            request_id)
+    t = req.get("t")
+    if op == "ping" and t is not None and (not isinstance(t, (int, float))
+                                           or isinstance(t, bool)):
+        raise RequestError("bad_request", "ping: 't' must be a number", request_id)
     if "channel" in req:
         check_channel(req["channel"], request_id)
     return req

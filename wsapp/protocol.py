@@ -51,7 +51,7 @@ class Receiver:
 
     __slots__ = ("_buf", "_max_size", "_max_fragments", "_deflate", "_mask_required",
                  "_head", "_done", "_message_op", "_fragments", "_size", "_parts",
-                 "_decoder", "_compressed", "closed")
+                 "_decoder", "_compressed", "closed", "last_size")
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
@@ -69,6 +69,7 @@ class Receiver:
         self._decoder = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
+        self.last_size = 0  # payload bytes of the last completed message (for rate limits)
 
     @property
     def buffered(self) -> int:
@@ -191,6 +192,8 @@ class Receiver:
             chunk = self._deflate.decompress(chunk, final=last,
                                              limit=self._max_size - self._size)
             self._size += len(chunk)
+        if last:  # the feed loop already counted uncompressed bytes into _size
+            self.last_size = self._size
         if self._message_op == OP_TEXT:
             decoder = self._decoder
             if decoder is None:

@@ -6,6 +6,7 @@ in one place; the route only feeds it messages.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -16,6 +17,15 @@ from wsapp.limits import TokenBucket
 from wsapp.messages import RequestError, check_channel, dumps, error, ok, parse_request
 
 log = logging.getLogger("wsapp.session")
+
+
+def _request_id(raw: str | bytes) -> Any:
+    """The request's id if it has one (for error replies to frames not otherwise parsed)."""
+    try:
+        req = json.loads(raw)
+        return req.get("id") if isinstance(req, dict) else None
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 class Session:
@@ -36,12 +46,11 @@ class Session:
         return dumps({"op": "welcome", "user": self.client.user, "conn": self.client.id,
                       "server_time": int(time.time() * 1000), "demo": self.demo})
 
-    def handle(self, raw: str | bytes) -> str | None:
-        """The reply to one incoming frame (None when there is nothing to say)."""
-        size = len(raw)
+    def handle(self, raw: str | bytes, size: int) -> str | None:
+        """The reply to one incoming frame of `size` payload bytes (None: nothing to say)."""
         if not self.msg_bucket.take(1) or not self.byte_bucket.take(size):
-            return error(None, "rate_limited", "too many messages or bytes per second; "
-                         "message dropped")
+            return error(_request_id(raw), "rate_limited", "too many messages or bytes per "
+                         "second; message dropped")
         if isinstance(raw, bytes):
             return error(None, "binary_not_supported", "send JSON text frames")
         request_id = None
@@ -85,8 +94,10 @@ class Session:
         channel = req["channel"]
         self._may_subscribe(channel, request_id)
         client = self.client
-        if channel not in client.channels and \
-                len(client.channels) >= self.settings.max_subscriptions:
+        own = f"user:{client.user}"  # subscribed automatically; not the client's choice
+        chosen = len(client.channels) - (own in client.channels)
+        if channel not in client.channels and channel != own and \
+                chosen >= self.settings.max_subscriptions:
             raise RequestError("too_many_subscriptions", f"at most "
                                f"{self.settings.max_subscriptions} channels per connection",
                                request_id)

@@ -36,7 +36,7 @@ def ws_endpoint() -> str:
             raw = ws.receive()
             if raw is None:
                 break
-            reply = session.handle(raw)
+            reply = session.handle(raw, ws.last_message_size)
             if reply is not None:
                 ws.send(reply)
     finally:
