@@ -13,7 +13,7 @@ fi
 
 # System packages the tests drive for real (a Redis server, a browser), installed only if absent.
 need=()
-for pkg in chromium ${WSAPP_TEST_APT:-}; do
+for pkg in chromium redis-server ${WSAPP_TEST_APT:-}; do
   command -v "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
