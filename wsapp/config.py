@@ -193,3 +193,13 @@ def from_args(argv: Sequence[str] | None = None,
     except ValueError as exc:
         parser.error(str(exc))
     return settings
+
+
+def markdown_table() -> str:
+    """The configuration table for README, generated so the docs cannot drift from the code."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default if f.default != "" else "(empty)"
+        rows.append(f"| `--{f.name.replace('_', '-')}` | `{env_name(f.name)}` | `{default}` | "
+                    f"{f.metadata.get('help', '')} |")
+    return "\n".join(rows)
