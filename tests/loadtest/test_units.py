@@ -88,3 +88,14 @@ def test_pace_is_open_loop_and_bounded() -> None:
 def test_config_share_interleaves() -> None:
     cfg = Config(scenario="idle", url="ws://x/", connections=10, processes=3)
     assert [cfg.per_process(i) for i in range(3)] == [4, 3, 3]
+
+
+def test_open_counts_carry_forward_across_missed_slots() -> None:
+    w1, w2 = WorkerStats(0.0), WorkerStats(0.0)
+    for now in (0.5, 1.5, 2.5):
+        w1.open_now = 100
+        w1.second(now).open_now = 100
+    w2.second(0.5).open_now = 50  # then no sample in slots 1 and 2: still 50 open
+    w2.second(1.5).received += 1  # an event without a sample
+    m = merge([w1.to_dict(), w2.to_dict()])
+    assert [m.seconds[i].open_now for i in range(3)] == [150, 150, 150]

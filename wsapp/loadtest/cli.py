@@ -220,7 +220,14 @@ class ServerCpu:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+    """Run the CLI; returns the process exit code (Ctrl-C before the run: 130, no trace)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _fail(Console(stderr=True), EXIT_INTERRUPTED, "interrupted.")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
     err = Console(stderr=True, highlight=False)
@@ -287,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_after = os.getloadavg()[0]
     server_pct = server_cpu.result if server_cpu is not None else None
     if not outcome.results:
+        if outcome.interrupted:
+            return _fail(err, EXIT_INTERRUPTED, "interrupted before any worker reported.")
         return _fail(err, EXIT_ERRORS, "no worker finished.", outcome.fatal or "")
     merged = merge(outcome.results)
     rep = report.build(cfg, merged, outcome, max_error_rate=args.max_error_rate,

@@ -111,16 +111,20 @@ class Coordinator:
         cfg.origin_time = started
         pipes = []
         procs = []
-        for i in range(cfg.processes):
-            parent_end, child_end = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(cfg, i, child_end),
-                               name=f"loadtest-worker-{i}", daemon=True)
-            proc.start()
-            child_end.close()
-            pipes.append(parent_end)
-            procs.append(proc)
+        interrupted = False
+        try:
+            for i in range(cfg.processes):
+                parent_end, child_end = ctx.Pipe()
+                proc = ctx.Process(target=worker_main, args=(cfg, i, child_end),
+                                   name=f"loadtest-worker-{i}", daemon=True)
+                proc.start()
+                child_end.close()
+                pipes.append(parent_end)
+                procs.append(proc)
+        except KeyboardInterrupt:
+            interrupted = True  # the workers already started are stopped below
         index_of = {id(p): i for i, p in enumerate(pipes)}
-        out = Outcome(results=[{} for _ in procs], started=started)
+        out = Outcome(results=[{} for _ in procs], started=started, interrupted=interrupted)
         ready: set[int] = set()
         measured: dict[int, dict[str, int]] = {}
         done: set[int] = set()
@@ -166,6 +170,8 @@ class Coordinator:
                 dead.add(i)
                 abort()
 
+        if interrupted:
+            abort()
         while len(done | dead) < len(procs):
             try:
                 live = [p for i, p in enumerate(pipes) if i not in done and i not in dead]

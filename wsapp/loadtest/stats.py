@@ -313,19 +313,31 @@ class Merged:
     setup_s: float = 0.0
 
 
+def _sum_open_counts(m: Merged, results: list[dict[str, Any]]) -> None:
+    """Open connections per slot, summed over processes.
+
+    A process samples its open count twice a second, but under load it can miss a slot: its
+    connections were still open, so its last sample is carried forward (not counted as 0).
+    """
+    if not m.seconds:
+        return
+    lo, hi = min(m.seconds), max(m.seconds)
+    totals = dict.fromkeys(range(lo, hi + 1), 0)
+    for r in results:
+        samples = {int(k): sd["open_now"] for k, sd in r["seconds"].items()
+                   if sd["open_now"] is not None}
+        last = 0
+        for idx in range(lo, hi + 1):
+            last = samples.get(idx, last)
+            totals[idx] += last
+    for idx, total in totals.items():
+        m.seconds.setdefault(idx, Second()).open_now = total
+
+
 def merge(results: list[dict[str, Any]]) -> Merged:
     """Combine the `to_dict` results of every worker into one `Merged`."""
     m = Merged()
     for r in results:
-        # A process that took no open-count sample in some slot still had connections open:
-        # carry its last sample forward so the sum over processes does not dip.
-        last: int | None = None
-        for k in sorted(r["seconds"], key=int):
-            sd = r["seconds"][k]
-            if sd["open_now"] is None:
-                sd["open_now"] = last
-            else:
-                last = sd["open_now"]
         m.slot = r["slot"]
         m.setup_s = max(m.setup_s, r["setup_s"])
         m.latency.merge(LogHistogram.from_dict(r["latency"]))
@@ -353,6 +365,7 @@ def merge(results: list[dict[str, Any]]) -> Merged:
         if r["measure_start"]:
             m.measure_start = min(m.measure_start or math.inf, r["measure_start"])
         m.measure_end = max(m.measure_end, r["measure_end"])
+    _sum_open_counts(m, results)
     for sent_at, first, last, _n in m.deliveries.values():
         m.first.add((first - sent_at) * 1000.0)
         m.last.add((last - sent_at) * 1000.0)

@@ -42,10 +42,16 @@ class Worker:
         self.phase_name = "start"
         self.last_progress = 0.0
         self.inbox: list[dict[str, Any]] = []
+        self.orphaned = False  # the coordinator went away (killed): wind down quietly
 
     def send(self, msg: dict[str, Any]) -> None:
-        """One message to the coordinator."""
-        self.pipe.send(msg)
+        """One message to the coordinator; if it is gone, note it and stop at the next poll."""
+        if self.orphaned:
+            return
+        try:
+            self.pipe.send(msg)
+        except OSError:
+            self.orphaned = True
 
     def progress(self, force: bool = False) -> None:
         """A snapshot for the live display, at most every PROGRESS_EVERY seconds."""
@@ -64,11 +70,16 @@ class Worker:
 
     def poll(self) -> None:
         """Read whatever the coordinator sent; raise Aborted on an abort."""
-        while self.pipe.poll(0):
-            msg = self.pipe.recv()
-            if msg.get("type") == "abort":
-                raise Aborted()
-            self.inbox.append(msg)
+        try:
+            while not self.orphaned and self.pipe.poll(0):
+                msg = self.pipe.recv()
+                if msg.get("type") == "abort":
+                    raise Aborted()
+                self.inbox.append(msg)
+        except (EOFError, OSError):
+            self.orphaned = True
+        if self.orphaned:
+            raise Aborted()
 
     def wait_for(self, kind: str) -> dict[str, Any]:
         """Block (cooperatively) until the coordinator sends a message of `kind`."""
@@ -149,4 +160,7 @@ def worker_main(cfg: Config, index: int, pipe: Pipe) -> None:
         pipe.send({"type": "fatal", "index": index, "kind": "fd_limit", "message": str(exc)})
         return
     Worker(cfg, index, pipe).run()
-    pipe.close()
+    try:
+        pipe.close()
+    except OSError:
+        pass
