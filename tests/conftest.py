@@ -1,0 +1,227 @@
+"""Shared fixtures: real wsapp servers in subprocesses on free 127.0.0.1 ports.
+
+A `ServerProcess` runs `serve.py` (or a test app script taking the same flags), logs to a
+file the tests read, and is stopped by its PID: SIGTERM, then SIGKILL after a timeout. It also
+exposes what /proc says about the process (open sockets, memory) for leak checks.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import websocket
+from wsclient import ROOT, SERVE, clean_env, free_port, port_open
+
+_UPGRADE = re.compile(r"wsapp\.handler: upgrade (\S+) ")
+_CLOSE = re.compile(r"wsapp\.handler: close (\S+) ")
+
+
+class ServerProcess:
+    """One server subprocess and its log."""
+
+    def __init__(self, args: list[str], log_path: Path, *, script: Path = SERVE,
+                 env: dict[str, str] | None = None, port_flag: bool = True) -> None:
+        self.args = list(args)
+        self.log_path = log_path
+        self.script = script
+        self.env = clean_env(**(env or {}))
+        self.port_flag = port_flag
+        self.port = int(self.env.get("WSAPP_PORT", "0"))
+        self.proc: subprocess.Popen | None = None
+        self.baseline_sockets = 0
+        self._checked = 0  # log offset up to which assert_clean looked for tracebacks
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        """Start and wait until the port accepts; retries if another process took the port."""
+        for _ in range(3):
+            argv = [sys.executable, str(self.script), "--host", "127.0.0.1"]
+            if self.port_flag:
+                self.port = free_port()
+                argv += ["--port", str(self.port)]
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(argv + self.args, cwd=ROOT, env=self.env,
+                                             stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break
+                if port_open(self.port):
+                    self.wait_for_log(r"listening on", 5)
+                    return self
+                time.sleep(0.05)
+            if self.proc.poll() is None:
+                self.stop()
+                raise AssertionError(f"server did not listen in {timeout}s:\n{self.log()}")
+            if "cannot listen" not in self.log() or not self.port_flag:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+        raise AssertionError(f"no free port after 3 tries:\n{self.log()}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        return proc.returncode
+
+    def url(self, path: str = "/ws/echo") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        """The first match of `pattern` in the log, waiting for it to appear."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.log())
+            if match:
+                return match
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not in the log within {timeout}s:\n"
+                                     f"{self.log()[-4000:]}")
+            time.sleep(0.05)
+
+    def mark(self) -> None:
+        """Look for tracebacks only in what the log gets from now on."""
+        self._checked = len(self.log())
+
+    def unclosed(self) -> collections.Counter:
+        """Peers with an "upgrade" line but no matching "close" line."""
+        text = self.log()
+        return (collections.Counter(_UPGRADE.findall(text))
+                - collections.Counter(_CLOSE.findall(text)))
+
+    # -- /proc -----------------------------------------------------------------------------
+
+    def socket_count(self) -> int:
+        """Open sockets (the listener plus connections): files the app opens lazily, such as
+        a database, do not count."""
+        count = 0
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                count += os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
+            except FileNotFoundError:  # closed while we looked
+                pass
+        return count
+
+    def status_kb(self, field: str) -> int:
+        """A kB figure from /proc/PID/status, e.g. VmRSS or VmHWM."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def assert_echo(self, timeout: float = 2.0) -> None:
+        """Another client (websocket-client) connects and gets its echo, each step answered
+        within `timeout` seconds."""
+        ws = websocket.create_connection(self.url(), timeout=timeout)
+        try:
+            ws.send("still alive?")
+            assert ws.recv() == "still alive?"
+        finally:
+            ws.close(timeout=timeout)
+
+    def record_baseline(self) -> None:
+        """Warm up with one echo, then remember the open socket count once it settles."""
+        self.assert_echo(timeout=5.0)
+        deadline = time.monotonic() + 10
+        while self.socket_count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the echo's socket is on its way out
+        self.baseline_sockets = self.socket_count()
+
+    def assert_clean(self, timeout: float = 10.0) -> None:
+        """Every upgraded connection logged its close, the open sockets are back to the
+        baseline, and nothing logged a traceback since the last call."""
+        deadline = time.monotonic() + timeout
+        while True:
+            sockets, unclosed = self.socket_count(), self.unclosed()
+            if sockets <= self.baseline_sockets and not unclosed:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"leak: {sockets} sockets open (baseline {self.baseline_sockets}), "
+                    f"unclosed {dict(unclosed)}\n{self.log()[-4000:]}")
+            time.sleep(0.1)
+        text = self.log()
+        fresh, self._checked = text[self._checked:], len(text)
+        assert "Traceback" not in fresh, fresh[-4000:]
+
+
+class Launcher:
+    """Starts servers and stops every one of them at the end of a fixture's scope."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.servers: list[ServerProcess] = []
+
+    def __call__(self, *args: str, script: Path = SERVE, env: dict[str, str] | None = None,
+                 port_flag: bool = True, start: bool = True) -> ServerProcess:
+        n = len(self.servers)
+        # Anything the app stores goes to a scratch directory, never the working tree.
+        env = {"WSAPP_DATA_DIR": str(self.log_dir / f"data-{n}"), **(env or {})}
+        server = ServerProcess(list(args), self.log_dir / f"server-{n}.log", script=script,
+                               env=env, port_flag=port_flag)
+        self.servers.append(server)
+        return server.start() if start else server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> ServerProcess:
+    """The default server (serve.py with default limits), shared by the whole session."""
+    launcher = Launcher(tmp_path_factory.mktemp("session-server"))
+    try:
+        srv = launcher("--log-level", "INFO")
+        srv.record_baseline()
+        yield srv
+    finally:
+        launcher.stop_all()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """A factory: start_server("--max-connections", "3") -> a started ServerProcess."""
+    launcher = Launcher(tmp_path)
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory):
+    """Like start_server, for servers shared by one test module."""
+    launcher = Launcher(tmp_path_factory.mktemp("module-server"))
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
