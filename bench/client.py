@@ -4,8 +4,8 @@ Two modes, each printing one JSON object on stdout:
 
 * ``echo``: a few connections, each keeping ``--window`` pre-built masked frames in flight.
   Replies are counted by bytes (every reply on a connection has the same known size) instead of
-  being parsed; received bytes are compared with the expected reply stream on a sample of reads,
-  so a server that garbles, cross-wires or re-types messages scores as failed.
+  being parsed; received bytes are compared with the expected reply stream (every read by
+  default), so a server that garbles, cross-wires or re-types messages scores as failed.
 * ``idle``: opens ``--count`` WebSocket connections (full handshake each) at a bounded rate and
   concurrency, reads the server's VmRSS before and after, then closes them all.
 """
@@ -218,7 +218,7 @@ def run_echo(
     duration: float,
     warmup: float,
     server_pid: int | None,
-    verify_every: int = 16,
+    verify_every: int = 1,
     poll_delay: float = 0.0005,
     batch_bytes: int = 1 << 16,
 ) -> dict[str, Any]:
@@ -608,6 +608,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--warmup", type=float, default=0.5)
+    ap.add_argument("--verify-every", type=int, default=1,
+                    help="compare every Nth read with the expected stream (first 32 always)")
     ap.add_argument("--poll-delay", type=float, default=0.0005,
                     help="sleep after a read round that got < 64 KiB, to batch replies")
     ap.add_argument("--count", type=int, default=10000)
@@ -624,7 +626,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "echo":
         res = run_echo(args.host, args.port, args.path, args.size, args.binary, args.conns,
                        args.window, args.duration, args.warmup, args.server_pid,
-                       poll_delay=args.poll_delay)
+                       verify_every=args.verify_every, poll_delay=args.poll_delay)
     else:
         if args.server_pid is None:
             raise SystemExit("idle mode needs --server-pid")
