@@ -146,3 +146,19 @@ def test_last_size_is_the_utf8_payload_size():
     assert r.last_size == 30
     r.feed(f(OP_BINARY, b"a" * 5, fin=False) + f(OP_CONT, b"b" * 7))
     assert r.last_size == 12
+
+
+def test_compressed_frame_may_be_a_little_larger_than_the_limit():
+    from wsapp.deflate import DeflateParams, PerMessageDeflate
+
+    limit = 100_000
+    data = os.urandom(limit)  # incompressible: deflate output is slightly larger
+    sender = PerMessageDeflate(DeflateParams())
+    payload = sender.compress(data)
+    assert len(payload) > limit
+    r = Receiver(limit, deflate=PerMessageDeflate(DeflateParams()))
+    assert r.feed(f(OP_BINARY, payload, rsv1=True)) == [(EV_MESSAGE, data)]
+    # still refused when it inflates past the limit
+    r = Receiver(limit - 1, deflate=PerMessageDeflate(DeflateParams()))
+    ev = r.feed(f(OP_BINARY, payload, rsv1=True))
+    assert ev[-1][0] == EV_ERROR and ev[-1][1].code == CLOSE_MESSAGE_TOO_BIG

@@ -111,6 +111,26 @@ class Settings:
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
+    def validate(self) -> Settings:
+        """Raise ValueError naming the first setting out of range; return self."""
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is not in 0..65535")
+        for name in ("max_message_size", "max_fragments", "max_connections", "max_backlog",
+                     "max_subscriptions", "max_publish_size", "history_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        for name in ("ping_interval", "ping_timeout", "close_timeout", "shutdown_timeout",
+                     "rate_messages", "rate_bytes", "max_connections_per_ip"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative, got {getattr(self, name)}")
+        for name in ("handshake_timeout", "token_ttl", "history_ttl", "push_ttl"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: must be greater than 0, got {getattr(self, name)}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING or "
+                             "ERROR")
+        return self
+
     def origins(self) -> list[str]:
         """The allowlist as a list, normalised (lower case, no trailing slash)."""
         return [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()]
@@ -155,7 +175,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
         raw = environ.get(env_name(f.name))
         if raw is not None and raw != "":
             values[f.name] = _convert(f, raw)
-    return Settings(**values)
+    return Settings(**values).validate()
 
 
 def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
@@ -190,6 +210,7 @@ def from_args(argv: Sequence[str] | None = None,
                 raw = ",".join(raw)
             value = raw if isinstance(raw, bool) else _convert(by_name[name], raw)
             setattr(settings, name, value)
+        settings.validate()
     except ValueError as exc:
         parser.error(str(exc))
     return settings

@@ -62,12 +62,15 @@ class Header(NamedTuple):
 
 
 def parse_header(buf: bytes | bytearray | memoryview, max_length: int, *,
-                 require_mask: bool = True, rsv1_allowed: bool = False) -> Header | None:
+                 require_mask: bool = True, rsv1_allowed: bool = False,
+                 max_compressed: int | None = None) -> Header | None:
     """Parse the frame header at the start of `buf`, or return None if it is incomplete.
 
     Raises ProtocolError for anything wrong that the header alone shows: 1002 for reserved
     bits, unknown opcodes, fragmented or long control frames, a missing mask, a non-minimal
-    or 2^63+ length; 1009 when the payload length exceeds `max_length`.
+    or 2^63+ length; 1009 when the payload length exceeds `max_length` (or, for a frame with
+    RSV1 set, `max_compressed`: compressed data may be slightly larger than what it
+    inflates to, and the inflater enforces the real limit).
     """
     n = len(buf)
     if n < 2:
@@ -109,7 +112,8 @@ def parse_header(buf: bytes | bytearray | memoryview, max_length: int, *,
             raise ProtocolError(CLOSE_PROTOCOL_ERROR, "non-minimal length encoding")
     if opcode > OP_BINARY and length > MAX_CONTROL_PAYLOAD:
         raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame longer than 125 bytes")
-    if length > max_length:
+    limit = max_compressed if rsv and max_compressed is not None else max_length
+    if length > limit:
         raise ProtocolError(CLOSE_MESSAGE_TOO_BIG, f"frame of {length} bytes exceeds the limit")
     mask = None
     if masked:

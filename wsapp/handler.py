@@ -36,8 +36,12 @@ _EMPTY_INPUT = io.BytesIO()
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
 
 
-class _HandshakeTimeout(Exception):
-    """The client did not finish its HTTP request in time."""
+class _HandshakeTimeout(BaseException):
+    """The client did not finish its HTTP request in time.
+
+    A BaseException, like gevent.Timeout: pywsgi turns any Exception raised while parsing
+    headers into a logged "invalid request" with a traceback.
+    """
 
 
 class Rejection(Exception):

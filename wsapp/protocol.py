@@ -105,11 +105,20 @@ class Receiver:
         while pos < end:
             head = self._head
             if head is None:
+                budget = self._max_size - self._size
+                wire_budget = budget
+                if self._deflate is not None:
+                    # Deflate can expand incompressible data by a little; the inflater holds
+                    # the decompressed size to `budget` anyway.
+                    wire_budget = budget + (budget >> 6) + 1024
+                    if self._message_op and self._compressed:  # continuation: RSV1 clear
+                        budget = wire_budget
                 head = parse_header(
                     view[pos:pos + 14] if pos else view,
-                    self._max_size - self._size,
+                    budget,
                     require_mask=self._mask_required,
                     rsv1_allowed=self._deflate is not None,
+                    max_compressed=wire_budget,
                 )
                 if head is None:
                     break
