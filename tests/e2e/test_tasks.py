@@ -72,8 +72,10 @@ def test_cancel_several_jobs_and_reload(web, browsers, shot) -> None:
     stop = start_job(page, 60, 0.2, "to be cancelled")
     # Both advance at once.
     page.wait_for_function(
-        "() => [...document.querySelectorAll('#jobs li.job')].filter("
-        "(li) => +li.dataset.step >= 2).length >= 2", timeout=5000)
+        "(ids) => ids.every((id) => +document.querySelector(`li[data-id='${id}']`)"
+        ".dataset.step >= 2)",
+        arg=[keep.get_attribute("data-id"), stop.get_attribute("data-id")], timeout=5000)
+    assert keep.get_attribute("data-state") == stop.get_attribute("data-state") == "running"
 
     stop.locator("button.cancel").click()
     expect(stop).to_have_attribute("data-state", "cancelled", timeout=3000)

@@ -28,7 +28,7 @@ function time(ms) {
     hourCycle: "h23" });
 }
 
-function addItem(name, li) {
+function addItem(name, li, { counts = true } = {}) {
   const room = rooms.get(name);
   if (!room) return;
   room.items.push(li);
@@ -38,7 +38,7 @@ function addItem(name, li) {
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
     list.append(li);
     if (atBottom) list.scrollTop = list.scrollHeight;
-  } else {
+  } else if (counts) {
     room.unread += 1;
     renderRooms();
   }
@@ -66,8 +66,8 @@ function renderPresence() {
   const members = room ? [...room.members].sort() : [];
   $("presence-count").textContent = members.length;
   $("presence").replaceChildren(...members.map((m) =>
-    h("li", { class: m === client.identity ? "me" : null, title: m }, m,
-      m === client.identity ? h("small", {}, " (you)") : null)));
+    h("li", { class: m === client.identity ? "me" : null, title: m }, h("span", {}, m),
+      m === client.identity ? h("small", {}, "you") : null)));
 }
 
 async function loadPresence(name) {
@@ -122,11 +122,12 @@ for (const op of ["join", "leave"]) {
   client.on(op, ({ channel, user }) => {
     const name = channel.startsWith("room:") ? channel.slice(5) : null;
     const room = rooms.get(name);
-    if (!room) return;
+    // Skip no-op events: after a server restart everyone "joins" again, with no leave before.
+    if (!room || room.members.has(user) === (op === "join")) return;
     if (op === "join") room.members.add(user); else room.members.delete(user);
     if (name === active) renderPresence();
     addItem(name, h("li", { class: "event" }, h("time", {}, time()),
-      `${user} ${op === "join" ? "joined" : "left"}`));
+      `${user} ${op === "join" ? "joined" : "left"}`), { counts: false });
   });
 }
 client.on("state", (state) => { $("chat-send").disabled = state !== "live"; });
