@@ -31,7 +31,7 @@ from wsapp.loadtest.options import (
 )
 from wsapp.loadtest.runner import Coordinator, Progress
 from wsapp.loadtest.scenarios import default_channel
-from wsapp.loadtest.stats import merge
+from wsapp.loadtest.stats import merge, runqueue_wait_s
 
 EXIT_OK = 0
 EXIT_ERRORS = 1  # error rate above --max-error-rate (or the run was cut short)
@@ -188,15 +188,17 @@ def preflight(console: Console, cfg: Config) -> int:
 
 
 class ServerCpu:
-    """CPU use of a local process (the server under test) per phase, as % of one core."""
+    """CPU use of a local process (the server under test) per phase, as % of one core, and
+    the share of the time it waited for a CPU (a crowded machine, not the server, is slow)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.phase = ""
-        self.since: tuple[float, float] | None = None
+        self.since: tuple[float, float, float | None] | None = None
         self.result: dict[str, float] = {}
+        self.wait: dict[str, float] = {}
 
-    def _read(self) -> tuple[float, float] | None:
+    def _read(self) -> tuple[float, float, float | None] | None:
         try:
             with open(f"/proc/{self.pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -204,7 +206,8 @@ class ServerCpu:
             return None
         ticks = os.sysconf("SC_CLK_TCK")
         # utime and stime are fields 14 and 15 of stat; after the ")" they are 12th and 13th.
-        return time.monotonic(), (int(fields[11]) + int(fields[12])) / ticks
+        return (time.monotonic(), (int(fields[11]) + int(fields[12])) / ticks,
+                runqueue_wait_s(self.pid))
 
     def follow(self, p: Progress) -> None:
         """Close the previous phase's figure whenever the workers' phase changes."""
@@ -214,8 +217,10 @@ class ServerCpu:
         now = self._read()
         if self.since and now and self.phase in ("setup", "measure") \
                 and now[0] - self.since[0] >= 0.5:
-            self.result[self.phase] = round(
-                100.0 * (now[1] - self.since[1]) / (now[0] - self.since[0]), 1)
+            span = now[0] - self.since[0]
+            self.result[self.phase] = round(100.0 * (now[1] - self.since[1]) / span, 1)
+            if now[2] is not None and self.since[2] is not None:
+                self.wait[self.phase] = round(100.0 * (now[2] - self.since[2]) / span, 1)
         self.phase, self.since = phase, now
 
 
@@ -293,13 +298,14 @@ def _main(argv: Sequence[str] | None) -> int:
         outcome = Coordinator(cfg, on_progress=on_progress).run()
     load_after = os.getloadavg()[0]
     server_pct = server_cpu.result if server_cpu is not None else None
+    server_wait = server_cpu.wait if server_cpu is not None else None
     if not outcome.results:
         if outcome.interrupted:
             return _fail(err, EXIT_INTERRUPTED, "interrupted before any worker reported.")
         return _fail(err, EXIT_ERRORS, "no worker finished.", outcome.fatal or "")
     merged = merge(outcome.results)
     rep = report.build(cfg, merged, outcome, max_error_rate=args.max_error_rate,
-                       server_cpu_pct=server_pct,
+                       server_cpu_pct=server_pct, server_wait_pct=server_wait,
                        loadavg=(round(load_before, 2), round(load_after, 2)))
     display.summary(console, rep)
     if args.json:

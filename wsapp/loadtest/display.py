@@ -112,9 +112,17 @@ def summary(console: Console, report: dict[str, Any]) -> None:
                     for ph, vals in cl["cpu_pct"].items() if ph in ("setup", "measure"))
     t.add_row("client CPU", f"{cpu} of one core; {cl['processes']} process(es), "
               f"RSS {'/'.join(f'{v:.0f}' for v in cl['rss_mb'])} MiB")
+    waits = ", ".join(f"{ph} {'/'.join(f'{v:.0f}%' for v in vals)}"
+                      for ph, vals in cl.get("cpu_wait_pct", {}).items()
+                      if ph in ("setup", "measure"))
+    if waits:
+        t.add_row("client waited for CPU", waits + " of the time")
     if report.get("server_cpu_pct"):
         t.add_row("server CPU", ", ".join(f"{ph} {v:.0f}%" for ph, v in
                                           report["server_cpu_pct"].items()) + " of one core")
+    if report.get("server_cpu_wait_pct"):
+        t.add_row("server waited for CPU", ", ".join(
+            f"{ph} {v:.0f}%" for ph, v in report["server_cpu_wait_pct"].items()) + " of the time")
     mach = report.get("machine") or {}
     if mach.get("loadavg_1m"):
         before, after = mach["loadavg_1m"]
@@ -124,6 +132,8 @@ def summary(console: Console, report: dict[str, Any]) -> None:
         console.print(f"  [red]{kind}[/red]: {example}", highlight=False)
     if cl["warning"]:
         console.print(f"[yellow]warning:[/yellow] {cl['warning']}")
+    if mach.get("warning"):
+        console.print(f"[yellow]warning:[/yellow] {mach['warning']}")
 
 
 def _pcts(s: dict[str, Any]) -> str:

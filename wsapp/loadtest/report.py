@@ -13,6 +13,8 @@ from wsapp.loadtest.runner import Outcome
 from wsapp.loadtest.stats import Merged
 
 CPU_WARN_PCT = 85.0  # above this a client process was probably the bottleneck
+# Above this share of the time spent runnable but without a CPU, the machine was crowded.
+CROWDED_WAIT_PCT = 30.0
 REPORT_VERSION = 1
 
 
@@ -22,6 +24,7 @@ def _r(v: float | None, nd: int = 1) -> float | None:
 
 def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
           server_cpu_pct: dict[str, float] | None = None,
+          server_wait_pct: dict[str, float] | None = None,
           loadavg: tuple[float, float] | None = None) -> dict[str, Any]:
     """Assemble the JSON report from the merged stats.
 
@@ -41,6 +44,13 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
         cpu_warning = (f"a client process used {cpu_max[0]:.0f}% of a core during {cpu_max[1]}: "
                        "the client may be the bottleneck (try --processes "
                        f"{cfg.processes + 1} or more)")
+    waits = [(v, "client") for ph in ("setup", "measure") for v in m.cpu_wait_pct.get(ph, [])]
+    waits += [(v, "server") for ph, v in (server_wait_pct or {}).items()]
+    wait_max = max(waits, default=(0.0, ""))
+    machine_warning = None
+    if wait_max[0] > CROWDED_WAIT_PCT:
+        machine_warning = (f"the {wait_max[1]} waited for a CPU {wait_max[0]:.0f}% of the time: "
+                           "other work on this machine limited these figures")
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "scenario": cfg.scenario,
@@ -81,13 +91,16 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
         "client": {
             "processes": cfg.processes,
             "cpu_pct": cpu,
+            "cpu_wait_pct": {ph: [_r(p) for p in v] for ph, v in m.cpu_wait_pct.items()},
             "cpu_max_pct": _r(cpu_max[0]),
             "rss_mb": m.rss_mb,
             "warning": cpu_warning,
         },
         "server_cpu_pct": server_cpu_pct or None,
+        "server_cpu_wait_pct": server_wait_pct or None,
         "machine": {"cpus": os.cpu_count(),
-                    "loadavg_1m": list(loadavg) if loadavg else None},
+                    "loadavg_1m": list(loadavg) if loadavg else None,
+                    "warning": machine_warning},
         "timeline": timeline(m),
         "histogram_ms": [[round(b, 4), n] for b, n in m.latency.buckets_ms()],
     }

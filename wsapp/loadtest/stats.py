@@ -142,12 +142,27 @@ class Second:
             self.open_now = (self.open_now or 0) + other.open_now
 
 
+def runqueue_wait_s(pid: int | str = "self") -> float | None:
+    """Seconds a process's main thread has spent runnable but waiting for a CPU (Linux).
+
+    High values mean other work on the machine, not this process, set the pace.
+    """
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class CpuMeter:
-    """Process CPU time as a percentage of one core, between `mark` calls."""
+    """Process CPU time as a percentage of one core, between `mark` calls; also how long the
+    process waited for a CPU (`wait_pct`), which tells a busy client from a crowded machine."""
 
     def __init__(self) -> None:
         self._t0 = time.monotonic()
         self._c0 = self._cpu()
+        self._w0 = runqueue_wait_s()
+        self.wait_pct: float | None = None
 
     @staticmethod
     def _cpu() -> float:
@@ -156,9 +171,11 @@ class CpuMeter:
 
     def mark(self) -> float:
         """CPU % of one core used since the last mark (or creation)."""
-        t, c = time.monotonic(), self._cpu()
-        pct = 100.0 * (c - self._c0) / max(t - self._t0, 1e-6)
-        self._t0, self._c0 = t, c
+        t, c, w = time.monotonic(), self._cpu(), runqueue_wait_s()
+        span = max(t - self._t0, 1e-6)
+        pct = 100.0 * (c - self._c0) / span
+        self.wait_pct = None if w is None or self._w0 is None else 100.0 * (w - self._w0) / span
+        self._t0, self._c0, self._w0 = t, c, w
         return pct
 
 
@@ -197,6 +214,7 @@ class WorkerStats:
         # broadcast: seq -> [first receive time, last receive time, receivers]
         self.deliveries: dict[int, list[float]] = {}
         self.cpu_pct: dict[str, float] = {}  # phase -> CPU % of one core
+        self.cpu_wait_pct: dict[str, float] = {}  # phase -> % of the time waiting for a CPU
         self.rss_mb: float = 0.0
         self.measure_start = 0.0
         self.measure_end = 0.0
@@ -281,6 +299,7 @@ class WorkerStats:
             "published": self.published,
             "deliveries": self.deliveries,
             "cpu_pct": self.cpu_pct,
+            "cpu_wait_pct": self.cpu_wait_pct,
             "rss_mb": self.rss_mb,
             "measure_start": self.measure_start,
             "measure_end": self.measure_end,
@@ -306,6 +325,7 @@ class Merged:
     published: Counter[str] = field(default_factory=Counter)
     deliveries: dict[int, list[float]] = field(default_factory=dict)
     cpu_pct: dict[str, list[float]] = field(default_factory=dict)
+    cpu_wait_pct: dict[str, list[float]] = field(default_factory=dict)
     rss_mb: list[float] = field(default_factory=list)
     measure_start: float = 0.0
     measure_end: float = 0.0
@@ -361,6 +381,8 @@ def merge(results: list[dict[str, Any]]) -> Merged:
                 d[3] += n
         for phase, pct in r["cpu_pct"].items():
             m.cpu_pct.setdefault(phase, []).append(pct)
+        for phase, pct in r["cpu_wait_pct"].items():
+            m.cpu_wait_pct.setdefault(phase, []).append(pct)
         m.rss_mb.append(r["rss_mb"])
         if r["measure_start"]:
             m.measure_start = min(m.measure_start or math.inf, r["measure_start"])

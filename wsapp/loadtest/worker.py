@@ -114,6 +114,8 @@ class Worker:
             # CPU time ticks in 10 ms steps: a share of a very short phase is only noise.
             if time.monotonic() - t0 >= 0.5:
                 self.stats.cpu_pct[name] = round(pct, 1)
+                if self.cpu.wait_pct is not None:
+                    self.stats.cpu_wait_pct[name] = round(self.cpu.wait_pct, 1)
 
     def run(self) -> None:
         """setup -> ready -> go -> measure -> measured -> drain -> teardown -> result."""
