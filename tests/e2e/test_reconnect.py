@@ -50,6 +50,8 @@ def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browse
         states = page.evaluate("window.__states")
         assert states[0] == "live" and states[-1] == "live", states
         assert "reconnecting" in states, states
+    # The old tokens really were refused on the way back (close code 4401 in the server log).
+    assert "4401" in own_server.log()
 
     # The chat pages re-subscribed their room: a new message reaches the other one.
     chat.fill("#chat-input", "back after the crash")
