@@ -51,3 +51,10 @@ def test_bad_source_ips(tmp_path: Path, run_loadtest: Any) -> None:
     run = run_loadtest(["idle", "--source-ips", "127.0.0.9-127.0.0.1"], tmp_path)
     assert run.code == 2
     assert "bad address range" in run.out
+
+
+def test_bad_token_closed_with_4401(ws_route: str, tmp_path: Path, run_loadtest: Any) -> None:
+    run = run_loadtest(["chat", "--url", ws_route, "--token", "not-a-token", "-c", "5",
+                        "--duration", "1"], tmp_path)
+    assert run.code == 4, run.out
+    assert "4401" in run.out and "--token" in run.out

@@ -8,23 +8,7 @@ from typing import Any
 
 import pytest
 
-from wsapp.loadtest import client
-
 LATENCY_KEYS = {"count", "min", "mean", "p50", "p90", "p99", "p999", "max"}
-
-
-@pytest.fixture
-def ws_route(lt_server: str) -> str:
-    """The live server's /ws; skips the test only when that route answers 404 (the room
-    protocol is not there yet), so these tests turn on by themselves when it lands."""
-    try:
-        conn = client.connect(client.Target.parse(lt_server + "/ws"), timeout=10)
-    except client.HandshakeRefused as exc:
-        if exc.status_line.split(" ")[1:2] == ["404"]:
-            pytest.skip("the server's /ws answers 404")
-        return lt_server  # 401/403 and the like are for the test to report, not to skip
-    conn.abort()
-    return lt_server
 
 
 def check_report(rep: dict, scenario: str, connections: int) -> None:

@@ -165,12 +165,23 @@ def preflight(console: Console, cfg: Config) -> int:
         def on_message(_c: object, _op: int, payload: bytes) -> None:
             replies.append(json.loads(payload))
 
-        reader = gevent.spawn(conn.run, on_message)
+        failures: list[ClientError] = []
+
+        def read() -> None:
+            try:
+                conn.run(on_message)
+            except ClientError as exc:
+                failures.append(exc)
+
+        reader = gevent.spawn(read)
         with gevent.Timeout(cfg.connect_timeout, False):
-            while not any(r.get("id") == 1 for r in replies):
+            while not failures and not any(r.get("id") == 1 for r in replies):
                 gevent.sleep(0.02)
         reply = next((r for r in replies if r.get("id") == 1), None)
-        if reply is None:
+        if reply is None and failures:
+            # e.g. 4401: the server accepted the handshake, then refused the token.
+            code = _fail(console, EXIT_REFUSED, str(failures[0]), "check --api-key / --token.")
+        elif reply is None:
             code = _fail(console, EXIT_REFUSED, f"no answer to a subscribe on {ch} within "
                          f"{cfg.connect_timeout:g} s")
         elif reply.get("op") != "ok":
