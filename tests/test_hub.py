@@ -144,3 +144,14 @@ def test_frames_are_whole_under_concurrent_senders(make, settings):
     assert len(got) == 10 and all(len(m.get("p", m.get("data", {}).get("p"))) == 200_000
                                   for m in got)
     assert build_frame(OP_TEXT, b"") == b"\x81\x00"
+
+
+def test_ephemeral_publish_is_delivered_but_not_stored(make, settings):
+    hub = Hub(settings)
+    c, peer = make(hub, "a")
+    hub.subscribe(c, "sys:tick")
+    result = hub.publish("sys:tick", {"t": 1}, persist=False)
+    assert result["offset"] is None
+    [got] = peer.messages()
+    assert got["offset"] is None and got["data"] == {"t": 1}
+    assert hub.store.last_offset("sys:tick") == 0

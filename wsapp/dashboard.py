@@ -79,7 +79,8 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
             hub = get_hub(app)
             stats = hub.stats()
             r = rates.update(stats, time.monotonic())
-            hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)))
+            hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)),
+                        persist=False)  # a live figure: nobody replays yesterday's ticks
             failures = 0
         except Exception:
             # Keep publishing through transient faults, but do not flood the log.

@@ -33,7 +33,7 @@ from wsapp.delivery.pipeline import Pipeline, now_ms
 from wsapp.delivery.store import SUPPRESSED, SQLiteStore, open_store
 from wsapp.frames import CLOSE_POLICY_VIOLATION, OP_TEXT, build_frame
 from wsapp.limits import parse_quotas
-from wsapp.messages import dumps, message
+from wsapp.messages import dumps, message, message_raw
 
 log = logging.getLogger("wsapp.hub")
 
@@ -69,6 +69,9 @@ class Hub:
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
+        # Cluster-wide presence (wsapp.presence) when the broker is Redis; None: local maps.
+        self._global: Any = None
+        self._global_wanted = settings.broker.startswith(("redis://", "rediss://", "unix://"))
 
     # -- delivery plumbing ---------------------------------------------------------
 
@@ -121,18 +124,35 @@ class Hub:
 
     # -- channels and presence -----------------------------------------------------
 
+    @property
+    def global_presence(self) -> Any:
+        """wsapp.presence.GlobalPresence with a Redis broker (started on first use), or None."""
+        if self._global is None and self._global_wanted:
+            from wsapp.presence import GlobalPresence
+
+            self.pipeline  # noqa: B018 -- starts the broker: this process must read the bus
+            backend = getattr(self._broker, "backend", None)
+            if backend is None:  # a broker handed in that is not Redis: stay local
+                self._global_wanted = False
+                return None
+            self._global = GlobalPresence(backend, self)
+        return self._global
+
     def subscribe(self, client: Client, channel: str) -> bool:
         """Add `client` to `channel`; False if it was already there."""
         if channel in client.channels:
             return False
+        glob = self.global_presence
         client.channels.add(channel)
         self.channels.setdefault(channel, set()).add(client)
         user = client.user
         if user is not None:
             counts = self.members.setdefault(channel, {})
             counts[user] = counts.get(user, 0) + 1
-            if counts[user] == 1:
+            if counts[user] == 1 and glob is None:
                 self._presence_event("join", channel, user, skip=client)
+        if glob is not None:  # join/leave come back over the bus, from whichever process
+            glob.changed(channel, user, client.id, +1)
         return True
 
     def unsubscribe(self, client: Client, channel: str) -> bool:
@@ -154,14 +174,29 @@ class Hub:
                     del counts[user]
                     if not counts:
                         del self.members[channel]
-                    self._presence_event("leave", channel, user)
+                    if self._global is None:
+                        self._presence_event("leave", channel, user)
+        if self._global is not None:
+            self._global.changed(channel, user, client.id, -1)
         return True
 
     def presence(self, channel: str) -> dict:
-        """Members (user ids, each once), their count, and connections in `channel`."""
+        """Members (user ids, each once), their count, and connections in `channel`.
+
+        With a Redis broker: across every process (this process's view while Redis is down).
+        """
+        glob = self.global_presence
+        if glob is not None:
+            everywhere = glob.members(channel)
+            if everywhere is not None:
+                return everywhere
         members = sorted(self.members.get(channel, ()))
         return {"members": members, "count": len(members),
                 "connections": len(self.channels.get(channel, ()))}
+
+    def remote_presence_event(self, op: str, channel: str, user: str, skip_id: str) -> None:
+        """A join/leave from the bus (any process): tell this process's subscribers."""
+        self._presence_event(op, channel, user, skip=self.clients.get(skip_id))
 
     def _presence_event(self, op: str, channel: str, user: str,
                         skip: Client | None = None) -> None:
@@ -172,9 +207,19 @@ class Hub:
 
     # -- delivery --------------------------------------------------------------------
 
-    def publish(self, channel: str, data: Any, sender: str | None = None) -> dict:
-        """Store the message (id, next offset) and deliver it to every subscriber anywhere."""
+    def publish(self, channel: str, data: Any, sender: str | None = None,
+                persist: bool = True) -> dict:
+        """Store the message (id, next offset) and deliver it to every subscriber anywhere.
+
+        `persist=False` is for live feeds nobody replays (a dashboard tick): no store write,
+        no history, and the message carries `"offset": null`.
+        """
         msg = self.new_id()
+        if not persist:
+            pipeline = self.pipeline  # makes sure the broker is started
+            pipeline.broker.publish(channel, message_raw(channel, None, msg, dumps(data),
+                                                         sender, now_ms()))
+            return {"msg": msg, "offset": None}
         offset = self.pipeline.submit(("publish", channel, msg, sender, now_ms(), dumps(data)))
         return {"msg": msg, "offset": offset}
 
@@ -316,9 +361,11 @@ class Hub:
 
     def stats(self) -> dict:
         """Figures for the dashboard and /metrics."""
+        glob = self._global
+        online = glob.online() if glob is not None else None
         return {
             "connections": len(self.clients),
-            "users": len(self.users),
+            "users": online["users"] if online is not None else len(self.users),
             "channels": len(self.channels),
             "messages_in": TRAFFIC.messages_in,
             "messages_out": TRAFFIC.messages_out,

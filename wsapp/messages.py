@@ -101,8 +101,8 @@ def message(channel: str, offset: int, msg: str, data: Any, sender: str | None,
     return message_raw(channel, offset, msg, dumps(data), sender, ts)
 
 
-def message_raw(channel: str, offset: int, msg: str, data_json: str, sender: str | None,
+def message_raw(channel: str, offset: int | None, msg: str, data_json: str, sender: str | None,
                 ts: int) -> str:
     """A `message` delivery around data that is already JSON (stored messages are)."""
-    return (f'{{"op":"message","channel":{dumps(channel)},"offset":{offset},'
+    return (f'{{"op":"message","channel":{dumps(channel)},"offset":{dumps(offset)},'
             f'"msg":{dumps(msg)},"data":{data_json},"from":{dumps(sender)},"ts":{ts}}}')

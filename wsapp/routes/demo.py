@@ -60,7 +60,9 @@ def runner(app: Flask) -> TaskRunner:
         from wsapp.hub import get_hub
 
         hub = get_hub(app)
-        tasks = app.extensions[RUNNER] = TaskRunner(lambda ch, data: hub.publish(ch, data))
+        # Each step carries the job's whole state and reloads refetch it: nothing to store.
+        tasks = app.extensions[RUNNER] = TaskRunner(
+            lambda ch, data: hub.publish(ch, data, persist=False))
     return tasks
 
 
