@@ -241,6 +241,7 @@ def run_echo(
         c.sent = window
     error = None
     replenish = True
+    t_drain = t_end
     try:
         while True:
             now = time.monotonic()
@@ -252,7 +253,11 @@ def run_echo(
                 end = {"t": now, "n": total, "cpu": self_cpu_seconds(),
                        "scpu": proc_cpu_seconds(server_pid) if server_pid else 0.0}
                 replenish = False
-            if not replenish and (now > t_end + 5.0 or all(c.replies == c.sent for c in cs)):
+                # a slow server needs time to work through the window: 3x its own pace
+                rate = total / max(now - t_start, 1e-3)
+                inflight = sum(c.sent - c.replies for c in cs)
+                t_drain = now + min(60.0, max(5.0, 3 * inflight / max(rate, 1e-3)))
+            if not replenish and (now > t_drain or all(c.replies == c.sent for c in cs)):
                 break
             got = 0
             for key, ev in sel.select(0.2):

@@ -219,7 +219,7 @@ def throughput(kinds: list[str], cfg: argparse.Namespace, cpus: tuple[int | None
                             "--warmup", str(cfg.warmup), "--poll-delay", str(wl["poll_delay"])]
                     if wl["binary"]:
                         args.append("--binary")
-                    res = run_client(args, cpus[1], timeout=cfg.slice + cfg.warmup + 60)
+                    res = run_client(args, cpus[1], timeout=cfg.slice + cfg.warmup + 90)
                     out[kind].setdefault(name, []).append(res)
                     _progress(f"{name} round {rnd + 1}/{cfg.rounds} {kind}: {_brief(res)}")
                     if srv.proc.poll() is not None:
