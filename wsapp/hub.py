@@ -131,6 +131,8 @@ class Hub:
             from wsapp.presence import GlobalPresence
 
             self.pipeline  # noqa: B018 -- starts the broker: this process must read the bus
+            if self._global is not None:  # another greenlet finished it while we waited
+                return self._global
             backend = getattr(self._broker, "backend", None)
             if backend is None:  # a broker handed in that is not Redis: stay local
                 self._global_wanted = False

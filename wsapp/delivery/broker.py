@@ -33,7 +33,11 @@ class MemoryBroker:
 
 
 def open_broker(url: str) -> MemoryBroker:
-    """A broker for a URL: 'memory' here; redis:// once the Redis broker exists."""
+    """A broker for a URL: 'memory' (one process) or redis://host:port/db (many)."""
     if url in ("", "memory"):
         return MemoryBroker()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from wsapp.delivery.redis import RedisBroker  # imported only when configured
+
+        return RedisBroker(url)  # type: ignore[return-value]
     raise ValueError(f"unsupported broker URL {url!r}")

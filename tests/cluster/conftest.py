@@ -1,0 +1,199 @@
+"""Fixtures for the cluster tests: a real redis-server on a free loopback port, and several
+wsapp processes (serve.py, `serve.py --workers N`, or gunicorn) sharing it.
+
+No mocks: every test talks WebSocket and HTTP to real server processes, which talk to a real
+Redis. Each test gets its own key prefix (`?prefix=` in the Redis URL), so tests sharing the
+session's Redis never see each other's channels or presence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from realtime.helpers import ROOT, SERVE, RealtimeServer, free_port, raise_nofile
+
+API_KEY = "cluster-key"
+SECRET = "cluster-secret"  # every process must verify every other's tokens
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+_prefixes = itertools.count(1)
+
+
+class RedisServer:
+    """A redis-server we start (and only we stop), without persistence, on 127.0.0.1."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, port: int | None = None, timeout: float = 10.0) -> RedisServer:
+        """Start on `port` (a free one by default) and wait until it answers PING."""
+        self.port = port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "redis.log", "ab")
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"redis-server exited {self.proc.returncode}: "
+                                     f"{(self.workdir / 'redis.log').read_text()[-2000:]}")
+            if self.ping():
+                return self
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not answer PING")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def url(self, prefix: str) -> str:
+        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
+
+    def kill(self) -> None:
+        """SIGKILL: an abrupt Redis failure."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class ClusterServer(RealtimeServer):
+    """A RealtimeServer whose command line may be anything (serve.py --workers, gunicorn)."""
+
+    def __init__(self, workdir: Path, flags: list[str], api_key: str = API_KEY,
+                 argv: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        super().__init__(workdir, flags, api_key)
+        self.custom_argv = argv  # "{port}" is replaced by the chosen port
+        self.extra_env = env or {}
+
+    def spawn(self) -> ClusterServer:
+        if self.custom_argv is None and not self.extra_env:
+            return super().spawn()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
+        env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **self.extra_env)
+        self.port = free_port()
+        if self.custom_argv is not None:
+            argv = [a.replace("{port}", str(self.port)) for a in self.custom_argv]
+        else:
+            argv = [sys.executable, str(SERVE), "--host", "127.0.0.1", "--port",
+                    str(self.port), "--data-dir", str(self.workdir / "data"), *self.flags]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
+        return self
+
+    def kill9(self) -> None:
+        """SIGKILL the process: no goodbye to Redis, no close frames."""
+        for client in self.clients:
+            client.abort()
+        self.clients.clear()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+class Cluster:
+    """Starts wsapp processes that share one Redis and stops them all at teardown."""
+
+    def __init__(self, base: Path, redis: RedisServer) -> None:
+        self.base = base
+        self.redis = redis
+        self.prefix = f"t{next(_prefixes)}{os.getpid()}x{os.urandom(2).hex()}"
+        self.servers: list[ClusterServer] = []
+
+    @property
+    def url(self) -> str:
+        return self.redis.url(self.prefix)
+
+    def flags(self) -> list[str]:
+        # Pings every 60 s: a test client reads only when it expects something, and on a
+        # loaded machine a test can take longer than the default 20 s between reads.
+        return ["--broker", self.url, "--store", self.url, "--secret", SECRET,
+                "--log-level", "INFO", "--ping-interval", "60"]
+
+    def start(self, n: int = 2, *extra: str) -> list[ClusterServer]:
+        """`n` serve.py processes, each on its own port, started side by side."""
+        servers = [self.add(*extra, wait=False) for _ in range(n)]
+        for server in servers:
+            server.wait_ready()
+        return servers
+
+    def add(self, *extra: str, wait: bool = True, argv: list[str] | None = None,
+            env: dict[str, str] | None = None, plain: bool = False) -> ClusterServer:
+        workdir = self.base / f"server-{len(self.servers)}"
+        workdir.mkdir()
+        flags = list(extra) if plain else [*self.flags(), *extra]
+        server = ClusterServer(workdir, flags, argv=argv, env=env)
+        self.servers.append(server)
+        server.spawn()
+        return server.wait_ready() if wait else server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the cluster tests that do not kill it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server for one test, which may kill and restart it."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, redis_server):
+    """`cluster.start(2)` -> two serve.py processes on the session's Redis."""
+    c = Cluster(tmp_path, redis_server)
+    try:
+        yield c
+    finally:
+        c.stop_all()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, redis_server):
+    """Two serve.py processes shared by one module (tests use their own users/channels)."""
+    c = Cluster(tmp_path_factory.mktemp("pair"), redis_server)
+    try:
+        c.start(2, "--quota", "promo=2/day", "--history-size", "20")
+        yield c.servers
+    finally:
+        c.stop_all()
