@@ -99,3 +99,12 @@ def test_open_counts_carry_forward_across_missed_slots() -> None:
     w2.second(1.5).received += 1  # an event without a sample
     m = merge([w1.to_dict(), w2.to_dict()])
     assert [m.seconds[i].open_now for i in range(3)] == [150, 150, 150]
+
+
+def test_arrivals_after_the_drain_are_late_not_received() -> None:
+    w = WorkerStats(0.0)
+    w.record_latency(5.0, 1.0)
+    w.books_closed = True
+    w.record_latency(9000.0, 2.0)
+    w.record_delivery(1, 0.0, 2.0)
+    assert (w.received, w.late, w.latency.count, w.deliveries) == (1, 1, 1, {})

@@ -92,8 +92,9 @@ def summary(console: Console, report: dict[str, Any]) -> None:
     if report["connect"]["setup_s"] is not None:
         t.add_row("setup", f"{con['setup_s']:.1f} s before measuring")
     t.add_row("measured", f"{report['duration_s']} s")
+    late = f" ({msgs['late']:,} of them arrived late)" if msgs.get("late") else ""
     t.add_row("messages", f"sent {msgs['sent']:,}, received {msgs['received']:,}, "
-              f"expected {msgs['expected']:,}, lost {msgs['lost']:,}")
+              f"expected {msgs['expected']:,}, lost {msgs['lost']:,}{late}")
     t.add_row("throughput", f"{report['msgs_per_s']:,} msgs/s received, "
               f"{report['sent_per_s']:,} sent/s")
     t.add_row("latency ms", _pcts(lat) + f"   ({lat['count']:,} samples)")

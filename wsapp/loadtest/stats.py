@@ -208,6 +208,8 @@ class WorkerStats:
         self.received = 0
         self.expected = 0
         self.subscribed = 0  # rooms scenarios: connections whose subscribe was accepted
+        self.late = 0  # messages that arrived after the drain ended (they were counted lost)
+        self.books_closed = False
         self.bytes_sent = 0
         self.bytes_received = 0
         self.published: dict[str, int] = {}  # channel -> publishes acknowledged or in flight
@@ -230,6 +232,9 @@ class WorkerStats:
 
     def record_latency(self, ms: float, now: float) -> None:
         """One message arrived `ms` after it was due to be sent."""
+        if self.books_closed:
+            self.late += 1  # already counted as lost when the drain ended
+            return
         self.received += 1
         self.latency.add(ms)
         self.window.add(ms)
@@ -266,6 +271,8 @@ class WorkerStats:
 
     def record_delivery(self, seq: int, sent_at: float, now: float) -> None:
         """A broadcast message `seq` reached one subscriber (first/last per message)."""
+        if self.books_closed:
+            return
         d = self.deliveries.get(seq)
         if d is None:
             self.deliveries[seq] = [sent_at, now, now, 1.0]
@@ -307,7 +314,7 @@ class WorkerStats:
 
 
 _COUNTERS = ("attempted", "opened", "open_now", "peak_open", "sent", "received", "expected",
-             "subscribed", "bytes_sent", "bytes_received")
+             "subscribed", "late", "bytes_sent", "bytes_received")
 
 
 @dataclass
