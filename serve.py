@@ -17,9 +17,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = from_args(argv)
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers > 1:  # this process supervises; the workers serve
+        from wsapp.workers import run_master
+
+        return run_master(settings, sys.argv[1:] if argv is None else list(argv), __file__)
+    from wsapp.workers import inherited_listener
+
     app = create_app(settings)
     try:
-        server = make_server(app, settings)
+        server = make_server(app, settings, inherited_listener())
         server.init_socket()
     except OSError as exc:
         logging.getLogger("wsapp").error("cannot listen on %s:%s: %s", settings.host,

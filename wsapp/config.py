@@ -22,6 +22,11 @@ class Settings:
 
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=5000, metadata={"help": "TCP port to listen on"})
+    workers: int = field(
+        default=1,
+        metadata={"help": "processes serving the port (SO_REUSEPORT, supervised); "
+                          "> 1 needs --broker redis://..."},
+    )
     max_message_size: int = field(
         default=1 * MIB,
         metadata={"help": "largest message accepted, in bytes (after decompression); 1009 past it"},
