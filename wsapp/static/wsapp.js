@@ -117,10 +117,16 @@ export class WsClient {
     return () => this._listeners.get(event).delete(fn);
   }
 
+  /** Call every listener of `event`; false if any of them threw. */
   _emit(event, value) {
+    let ok = true;
     for (const fn of this._listeners.get(event) || []) {
-      try { fn(value); } catch (err) { console.error(`wsapp: ${event} listener failed`, err); }
+      try { fn(value); } catch (err) {
+        ok = false;
+        console.error(`wsapp: ${event} listener failed`, err);
+      }
     }
+    return ok;
   }
 
   _setState(state) {
@@ -395,8 +401,13 @@ export class WsClient {
   }
 
   _message(frame) {
+    // Personal messages (on our own user:<id>) stay due on the server until acked.
+    const personal = this.identity != null && frame.channel === `user:${this.identity}`;
     if (frame.msg != null) {
-      if (this._seen.has(frame.msg)) return;   // already delivered (e.g. replayed)
+      if (this._seen.has(frame.msg)) {         // already delivered (e.g. replayed)
+        if (personal) this._ack(frame.msg);    // our earlier ack may have been lost
+        return;
+      }
       this._seen.add(frame.msg);
       if (this._seen.size > DEDUPE_SIZE) this._seen.delete(this._seen.values().next().value);
     }
@@ -404,10 +415,26 @@ export class WsClient {
     if (sub && typeof frame.offset === "number" && (sub.offset === null || frame.offset > sub.offset)) {
       sub.offset = frame.offset;
     }
-    this._emit("message", frame);
+    let handled = this._emit("message", frame);
     for (const handler of sub ? [...sub.handlers] : []) {
-      try { handler(frame.data, frame); } catch (err) { console.error("wsapp: handler failed", err); }
+      try { handler(frame.data, frame); } catch (err) {
+        handled = false;
+        console.error("wsapp: handler failed", err);
+      }
     }
+    // Ack only after the page's handlers ran: a message whose handler failed stays pending
+    // and comes back on the next connection (at-least-once).
+    if (personal && frame.msg != null) {
+      if (handled) this._ack(frame.msg);
+      else this._seen.delete(frame.msg);
+    }
+  }
+
+  /** Confirm a personal message to the server (fire and forget; a lost ack means a redelivery). */
+  _ack(msg) {
+    if (this.state !== "live") return;
+    this.request("ack", { msg }).then((reply) => this._emit("ack", reply))
+      .catch((err) => this._emit("error", err));
   }
 }
 
