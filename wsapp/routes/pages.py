@@ -11,6 +11,9 @@ PAGES = [
     ("/dashboard", "Dashboard", "server clock, who is online, messages per second — pushed live"),
     ("/tasks", "Task progress", "start long jobs and watch every step arrive as it happens"),
     ("/chat", "Chat", "rooms, nicknames and presence between tabs and browsers"),
+    ("/console", "Push console",
+     "send to everyone, a room or a user and watch each push go delivered → acked"),
+    ("/inbox", "Inbox", "a user's side of the console: personal messages, acked once shown"),
 ]
 
 # Pages load only our own script and styles, and talk only to this host.
@@ -61,6 +64,18 @@ def tasks_page() -> str:
 def chat_page() -> str:
     """Chat rooms with presence."""
     return render_template("chat.html")
+
+
+@bp.route("/console")
+def console_page() -> str:
+    """The push console: send through the HTTP API, follow each push's status."""
+    return render_template("console.html")
+
+
+@bp.route("/inbox")
+def inbox_page() -> str:
+    """A user's inbox: personal messages, acked after they are shown."""
+    return render_template("inbox.html")
 
 
 @bp.route("/healthz")
