@@ -153,3 +153,12 @@ def test_bad_quota_specs(spec):
 def test_quota_spec():
     assert parse_quotas(" promo=3/day, total=20/days ,x=1/minute") == {
         "promo": (3, 86400.0), "total": (20, 86400.0), "x": (1, 60.0)}
+
+
+def test_ack_before_the_delivered_update_still_records_delivery(store):
+    t = now()
+    store.apply([("push", "ann", "p1", t, "1", None, t + 60_000, {})])
+    assert store.ack("ann", "p1", now()) == ACKED  # no "delivered" job ran yet
+    store.apply([("delivered", ["p1"], now())])  # arrives late: must not undo the ack
+    [record] = store.records("ann", None, 10, now())
+    assert record["status"] == ACKED and record["delivered"] and record["attempts"] >= 1

@@ -184,7 +184,10 @@ class SQLiteStore:
             if expires is not None and expires < ts:
                 db.execute("UPDATE pushes SET status=? WHERE msg=?", (EXPIRED, msg))
                 return EXPIRED
-            db.execute("UPDATE pushes SET status=?, acked=? WHERE msg=?", (ACKED, ts, msg))
+            # An ack proves delivery: fill the time in if the queued "delivered" update has
+            # not landed yet (it runs on the writer, the ack does not wait for it).
+            db.execute("UPDATE pushes SET status=?, acked=?, delivered=COALESCE(delivered, ?), "
+                       "attempts=MAX(attempts, 1) WHERE msg=?", (ACKED, ts, ts, msg))
             return ACKED
         return status
 

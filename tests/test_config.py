@@ -1,0 +1,59 @@
+"""Settings from defaults, env vars and flags; README's table matches the code."""
+
+from pathlib import Path
+
+import pytest
+
+from wsapp.config import Settings, from_args, from_env, markdown_table
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_defaults():
+    s = Settings()
+    assert (s.host, s.port, s.max_message_size) == ("127.0.0.1", 5000, 1 << 20)
+    assert s.store_url() == "sqlite:///data/wsapp.db"
+
+
+def test_env_then_flags():
+    env = {"WSAPP_PORT": "6000", "WSAPP_PING_INTERVAL": "2.5", "WSAPP_DEFLATE": "off"}
+    s = from_env(env)
+    assert (s.port, s.ping_interval, s.deflate) == (6000, 2.5, False)
+    s = from_args(["--port", "7000", "--deflate"], env)
+    assert (s.port, s.deflate) == (7000, True)
+
+
+def test_repeatable_quota_flag():
+    s = from_args(["--quota", "promo=3/day", "--quota", "total=20/day"], {})
+    assert s.quota == "promo=3/day,total=20/day"
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--port", "x"], "cannot read"),
+    (["--ping-timeout", "soon"], "cannot read"),
+    (["--port", "70000"], "port"),
+    (["--max-message-size", "-1"], "max_message_size"),
+    (["--handshake-timeout", "-1"], "handshake_timeout"),
+    (["--log-level", "LOUD"], "log_level"),
+])
+def test_bad_values_exit_with_a_message(argv, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        from_args(argv, {})
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_bad_env_value_names_the_field():
+    with pytest.raises(ValueError, match="max_connections"):
+        from_env({"WSAPP_MAX_CONNECTIONS": "many"})
+
+
+def test_origins():
+    s = Settings(allowed_origins=" https://A.example/ , http://b:8080,,")
+    assert s.origins() == ["https://a.example", "http://b:8080"]
+
+
+def test_readme_configuration_table_is_current():
+    assert markdown_table() in README.read_text("utf-8"), (
+        "README's configuration table is stale: paste the output of "
+        "`python -c 'from wsapp.config import markdown_table; print(markdown_table())'`")
