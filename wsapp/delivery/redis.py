@@ -23,13 +23,16 @@ client replays from, so a sorted set is a direct fit: "after offset N" is one ZR
 trimming to history_size is one ZREMRANGEBYSCORE. A stream would force offsets into its
 ms-sequence ids and trim by count or id only.
 
+Messages that are not stored (`"offset": null`: live feeds published with persist=False)
+are PUBLISHed to the bus by the broker itself.
+
 Outage. When a Redis call fails the backend goes *down* (logged once), closes its pool and
 retries with exponential backoff and jitter until Redis answers and the bus is subscribed
 again (logged once). While down nothing waits on Redis: channel publishes are delivered to
-this process's subscribers only, with offset 0 (not stored, not replayable, not seen by other
-processes); status updates are dropped; pushes, acks, history and push records fail at once
-with error code `unavailable`; pending personal messages are not sent on connect (they are
-still stored and arrive on a later connect). See docs/deploying.md.
+this process's subscribers only, with offset null (not stored, not replayable, not seen by
+other processes); status updates are dropped; pushes, acks, history and push records fail at
+once with error code `unavailable`; pending personal messages are not sent on connect (they
+are still stored and arrive on a later connect). See docs/deploying.md.
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ class RedisBackend:
         self._barriers: dict[str, AsyncResult] = {}
         self._pubsub: Any = None
         self._reader: gevent.Greenlet | None = None
-        self._keeper: gevent.Greenlet | None = None
+        self._reconnector: gevent.Greenlet | None = None
+        self._prober: gevent.Greenlet | None = None
         self._attempts = 0
         self._closed = False
         self.bus_started = False  # a broker is attached: scripts publish to the bus
@@ -171,8 +175,8 @@ class RedisBackend:
                         "only; pushes, acks and history fail until it is back", self.where,
                         _describe(exc))
             self._drop_connections()
-        if self._keeper is None or self._keeper.dead:
-            self._keeper = gevent.spawn(self._reconnect)
+        if self._reconnector is None or self._reconnector.dead:
+            self._reconnector = gevent.spawn(self._reconnect)
 
     def _set_up(self) -> None:
         was_down = self.down_since
@@ -189,23 +193,25 @@ class RedisBackend:
                 callback()
             except Exception:  # one listener's bug must not stop the others
                 log.exception("Redis reconnect callback failed")
-        if self._keeper is None or self._keeper.dead:
-            self._keeper = gevent.spawn(self._probe_forever)
+        if self.bus_started and (self._prober is None or self._prober.dead):
+            self._prober = gevent.spawn(self._probe_forever)
 
     def _drop_connections(self) -> None:
         try:
             self.client.connection_pool.disconnect()
         except Exception:  # closing dead sockets can fail in many ways; none matter
             pass
+        # Forget the bus connection first: its reader sees it is no longer current and
+        # exits quietly when the socket closes under it.
         pubsub, self._pubsub = self._pubsub, None
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not gevent.getcurrent():
+            reader.kill(block=False)
         if pubsub is not None:
             try:
                 pubsub.reset()
             except Exception:
                 pass
-        reader, self._reader = self._reader, None
-        if reader is not None and reader is not gevent.getcurrent():
-            reader.kill(block=False)
         for waiter in self._barriers.values():
             waiter.set(False)
         self._barriers.clear()
@@ -226,9 +232,7 @@ class RedisBackend:
                 self._drop_connections()
                 delay = min(delay * 2, BACKOFF_MAX)
                 continue
-            self._keeper = None
-            self._set_up()
-            return
+            self._set_up()  # the loop goes on if a callback found Redis gone again
 
     def _probe_forever(self) -> None:
         """While up, check now and then that the bus still delivers (a silent dead socket)."""
@@ -288,15 +292,13 @@ class RedisBackend:
                 if item.get("type") != "message":
                     continue
                 self.dispatch(item["data"])
-        except UNREACHABLE as exc:
-            if self._pubsub is pubsub:
-                self._reader = None
-                self.mark_down(exc)
-        except Exception:  # a bug in a handler: log it, then reconnect rather than go deaf
-            log.exception("bus reader failed")
-            if self._pubsub is pubsub:
-                self._reader = None
-                self.mark_down("bus reader error")
+        except Exception as exc:
+            if self._pubsub is not pubsub:
+                return  # dropped on purpose (an outage seen elsewhere, or close)
+            self._reader = None
+            if not isinstance(exc, UNREACHABLE):  # a bug: say so, then reconnect
+                log.exception("bus reader failed")
+            self.mark_down(exc)
 
     def dispatch(self, payload: bytes | str) -> None:
         """Route one bus payload: m<channel>\\n<text>, b<token>, or a handler's letter."""
@@ -345,10 +347,9 @@ class RedisBackend:
     def close(self) -> None:
         """Stop the reader and the reconnect loop; close every connection."""
         self._closed = True
-        for g in (self._keeper, self._reader):
+        for g in (self._reconnector, self._prober, self._reader):
             if g is not None and g is not gevent.getcurrent():
                 g.kill(block=False)
-        self._keeper = None
         self._drop_connections()
         _BACKENDS.pop(self.url, None)
 
@@ -688,12 +689,12 @@ class RedisStore:
         self._last[channel] = offset
 
     def _degraded(self, jobs: Sequence[tuple], exc: BaseException | None) -> list[Any]:
-        """Redis is down: publishes become local-only (offset 0); pushes fail."""
+        """Redis is down: publishes are not stored (offset None: local only); pushes fail."""
         if any(job[0] == "push" for job in jobs):
             what = "storing a push" if exc is None else \
                 "storing a push (the connection broke during the write, so it may be stored)"
             raise StoreUnavailable(what, self.backend.where)
-        return [0 if job[0] == "publish" else None for job in jobs]
+        return [None for _ in jobs]
 
     def ack(self, user: str, msg: str, ts: int) -> str | None:
         """Mark `msg` acked if it is `user`'s; its status after, None if not found."""
@@ -809,19 +810,16 @@ class RedisBroker:
         self.backend.start_bus()
 
     def publish(self, channel: str, text: str) -> None:
-        """Called after the store numbered a message: make every process deliver it.
+        """Make every process deliver a message (called once the store numbered it, if at all).
 
-        A Redis store on the same backend already published it to the bus (in the script that
-        numbered it); a message numbered 0 was not stored (Redis down) and goes to this
-        process's subscribers only; anything else (another store) is published here.
+        A Redis store on the same backend already published a numbered message to the bus, in
+        the script that numbered it. A message with offset null was not stored (a live feed,
+        or Redis is down): it goes on the bus from here, or to this process's subscribers
+        only while Redis is down. Messages numbered by another store are published here.
         """
-        if _is_local_only(channel, text):
-            if self._deliver is not None:
-                self._deliver(channel, text)
+        if self.backend.stores_publish and not _unstored(channel, text):
             return
-        if self.backend.stores_publish:
-            return
-        if self.backend.up:
+        if self.backend.up and self.backend.bus_started:
             try:
                 self.backend.client.publish(self.backend.bus, "m" + channel + "\n" + text)
                 return
@@ -837,8 +835,8 @@ class RedisBroker:
         self.backend.close()
 
 
-def _is_local_only(channel: str, text: str) -> bool:
-    """Whether an envelope carries offset 0: delivered here only, never stored."""
+def _unstored(channel: str, text: str) -> bool:
+    """Whether an envelope carries offset null: a message the store did not number."""
     head = '{"op":"message","channel":'
-    return text.startswith(head) and text.startswith(',"offset":0,',
+    return text.startswith(head) and text.startswith(',"offset":null,',
                                                      len(head) + len(dumps(channel)))

@@ -1,0 +1,132 @@
+"""Failures: a process killed with kill -9, and Redis killed and restarted under load."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from realtime.helpers import Closed
+
+from wsapp.presence import HEARTBEAT, PROCESS_TTL
+
+from .conftest import API_KEY, Cluster
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+BOUND = PROCESS_TTL + HEARTBEAT  # the documented bound for a dead process's users
+
+
+def test_users_of_a_process_killed_with_kill_9_leave_presence_within_the_bound(cluster):
+    a, b = cluster.start(2)
+    alice = a.connect("alice")
+    alice.ok("subscribe", channel="room:k")
+    carol = b.connect("carol")
+    carol.ok("subscribe", channel="room:k")
+    alice.wait_for(lambda f: f.get("op") == "join" and f["user"] == "carol")
+    assert alice.ok("presence", channel="room:k")["members"] == ["alice", "carol"]
+    killed = time.monotonic()
+    b.kill9()
+    leave = alice.wait_for(lambda f: f.get("op") == "leave", timeout=BOUND + 10)
+    took = time.monotonic() - killed
+    assert leave == {"op": "leave", "channel": "room:k", "user": "carol"}
+    assert took <= BOUND + 1, f"carol left presence after {took:.1f}s (bound {BOUND}s)"
+    reply = alice.ok("presence", channel="room:k")
+    assert reply["members"] == ["alice"] and reply["connections"] == 1
+    assert "Traceback" not in a.log()
+
+
+def test_redis_killed_and_restarted_under_load(tmp_path, own_redis):
+    cluster = Cluster(tmp_path, own_redis)
+    try:
+        a, b = cluster.start(2)
+        x, x2, y = a.connect("x"), a.connect("x2"), b.connect("y")
+        for c in (x, x2, y):
+            c.ok("subscribe", channel="room:r")
+        for c in (x, x2, y):  # everybody's join has gone round before the outage
+            c.sync()
+        replies: list[int] = []
+        stop = threading.Event()
+
+        def load():  # HTTP publishes to process a, all the time, outage or not
+            deadline = time.monotonic() + 120
+            while not stop.is_set() and time.monotonic() < deadline:
+                status, _, raw = a.http("POST", "/api/publish",
+                                        {"channel": "room:load", "data": 1}, AUTH)
+                replies.append(status)
+
+        loader = threading.Thread(target=load)
+        loader.start()
+        try:
+            time.sleep(0.5)
+            own_redis.kill()
+            # local publishes still reach local subscribers, not stored (offset null)
+            reply = x.ok("publish", channel="room:r", data="during")
+            assert reply["offset"] is None
+            for c in (x, x2):
+                got = c.wait_for(lambda f: f.get("op") == "message" and f["data"] == "during")
+                assert got["offset"] is None
+            # what needs Redis says so, at once, and the connection stays usable
+            err = x.request("ack", msg="nope")
+            assert err["op"] == "error" and err["code"] == "unavailable", err
+            assert "Redis" in err["reason"]
+            err = y.request("subscribe", channel="room:other", since=0)
+            assert err["code"] == "unavailable"
+            assert y.ok("presence", channel="room:r")["members"] == ["y"]  # local view
+            for server in (a, b):
+                server.wait_for_log(r"Redis \S+ unreachable", 10)
+            time.sleep(1.0)  # several reconnect attempts go by: logged once, not per try
+            for server in (a, b):
+                assert server.log().count("unreachable (") == 1, server.log()[-3000:]
+            assert not messages_of(y.sync(), "during")  # never crossed to the other process
+
+            own_redis.start(port=own_redis.port)
+            for server in (a, b):
+                server.wait_for_log(r"Redis \S+ reachable again after", 20)
+            # cross-process delivery resumes (and the offsets start over: no persistence)
+            reply = x.ok("publish", channel="room:r", data="after")
+            assert reply["offset"] >= 1
+            got = y.wait_for(lambda f: f.get("op") == "message" and f["data"] == "after")
+            assert got["offset"] == reply["offset"]
+            # presence is rebuilt from each process's connections
+            deadline = time.monotonic() + 10
+            while y.ok("presence", channel="room:r")["members"] != ["x", "x2", "y"]:
+                assert time.monotonic() < deadline, "presence not rebuilt after the restart"
+                time.sleep(0.2)
+        finally:
+            stop.set()
+            loader.join(30)
+        assert replies and set(replies) == {200}, set(replies)  # not one failed publish
+        for server in (a, b):
+            assert server.proc.poll() is None
+            assert "Traceback" not in server.log(), server.log()[-3000:]
+    finally:
+        cluster.stop_all()
+
+
+def messages_of(events, data):
+    return [e for e in events if e.get("op") == "message" and e.get("data") == data]
+
+
+def test_a_process_started_while_redis_is_down_serves_locally_then_joins(tmp_path, own_redis):
+    cluster = Cluster(tmp_path, own_redis)
+    try:
+        own_redis.kill()
+        a = cluster.add(wait=True)
+        c = a.connect("early")
+        c.ok("subscribe", channel="room:e")
+        assert c.ok("publish", channel="room:e", data=1)["offset"] is None
+        assert c.wait_for(lambda f: f.get("op") == "message")["data"] == 1
+        own_redis.start(port=own_redis.port)
+        a.wait_for_log(r"Redis \S+ reachable again after", 20)
+        b = cluster.add()
+        d = b.connect("late")
+        d.ok("subscribe", channel="room:e")
+        reply = c.ok("publish", channel="room:e", data=2)
+        assert reply["offset"] == 1
+        assert d.wait_for(lambda f: f.get("op") == "message")["data"] == 2
+        try:
+            json.dumps(c.sync())
+        except Closed:  # pragma: no cover - the connection must have survived
+            raise
+    finally:
+        cluster.stop_all()
