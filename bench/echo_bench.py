@@ -67,6 +67,12 @@ def machine_info() -> dict[str, Any]:
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
             check=True,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "wsapp"], cwd=ROOT, capture_output=True,
+            text=True, check=True,
+        ).stdout.strip()
+        if dirty:
+            commit += "+uncommitted wsapp/ changes"
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu_model": model,
