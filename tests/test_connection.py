@@ -204,3 +204,83 @@ def test_ping_tracks_outstanding_ping(pair):
     gevent.sleep(0.05)
     assert ws.ping_sent_at == 0
     g.kill()
+
+
+class CountingSocket:
+    """Delegates to a gevent socket, counting sendall calls (syscalls of a reply path)."""
+
+    def __init__(self, sock):
+        self._inner = sock
+        self.sendalls = 0
+
+    def sendall(self, data):
+        self.sendalls += 1
+        return self._inner.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def echo_loop(ws, pause=0.0):
+    while (msg := ws.receive()) is not None:
+        ws.send(msg)
+        if pause:
+            gevent.sleep(pause)
+
+
+def test_replies_to_a_pipelined_batch_share_writes():
+    a, b = gevent.socket.socketpair()
+    counting = CountingSocket(a)
+    ws = WebSocket(counting, {}, max_message_size=1 << 20)
+    ws._accept = None
+    peer = Peer(b)
+    b.sendall(b"".join(build_frame(OP_TEXT, f"m{i}".encode(), mask=MASK) for i in range(100)))
+    g = gevent.spawn(echo_loop, ws)
+    got = [peer.next_event() for _ in range(100)]
+    assert got == [(EV_MESSAGE, f"m{i}") for i in range(100)]
+    assert counting.sendalls <= 10  # not one syscall per reply
+    g.kill()
+    a.close()
+    b.close()
+
+
+def test_a_held_reply_goes_out_when_the_route_yields():
+    a, b = gevent.socket.socketpair()
+    ws = WebSocket(a, {}, max_message_size=1 << 20)
+    ws._accept = None
+    peer = Peer(b)
+    # Two messages in one read: the first reply is held while the second is pending, and the
+    # route then sleeps instead of calling receive(): the reply must not wait for it.
+    b.sendall(build_frame(OP_TEXT, b"one", mask=MASK) + build_frame(OP_TEXT, b"two", mask=MASK))
+    g = gevent.spawn(echo_loop, ws, 5.0)
+    assert peer.next_event(timeout=1) == (EV_MESSAGE, "one")
+    g.kill()
+    a.close()
+    b.close()
+
+
+def test_fanout_frames_never_overtake_held_replies():
+    a, b = gevent.socket.socketpair()
+    ws = WebSocket(a, {}, max_message_size=1 << 20)
+    ws._accept = None
+    peer = Peer(b)
+    b.sendall(build_frame(OP_TEXT, b"q1", mask=MASK) + build_frame(OP_TEXT, b"q2", mask=MASK))
+    assert ws.receive() == "q1"
+    ws.send("reply1")  # held: q2 is already parsed
+    assert ws.queue_frame(build_frame(OP_TEXT, b"fanout"), 1 << 20)
+    assert ws.receive() == "q2"
+    ws.send("reply2")
+    g = gevent.spawn(ws.receive)  # waits for input: flushes first
+    got = [peer.next_event() for _ in range(3)]
+    assert got == [(EV_MESSAGE, "reply1"), (EV_MESSAGE, "fanout"), (EV_MESSAGE, "reply2")]
+    g.kill()
+    a.close()
+    b.close()
+
+
+def test_message_sizes_are_utf8_bytes_per_message(pair):
+    ws, peer, _ = pair
+    peer.sock.sendall(build_frame(OP_TEXT, "€".encode() * 10, mask=MASK)
+                      + build_frame(OP_BINARY, b"abc", mask=MASK))  # one read, two messages
+    assert ws.receive() == "€" * 10 and ws.last_message_size == 30
+    assert ws.receive() == b"abc" and ws.last_message_size == 3

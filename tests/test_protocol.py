@@ -140,12 +140,25 @@ def test_encode_message():
     assert head.opcode == OP_BINARY and head.length == 70000 and head.size == 10
 
 
-def test_last_size_is_the_utf8_payload_size():
-    r = Receiver(1 << 20)
-    r.feed(f(OP_TEXT, "€".encode() * 10))
-    assert r.last_size == 30
-    r.feed(f(OP_BINARY, b"a" * 5, fin=False) + f(OP_CONT, b"b" * 7))
-    assert r.last_size == 12
+@pytest.mark.parametrize("step", [1, 5, 1000])
+def test_fast_path_and_general_path_agree(step):
+    # Small whole frames take the fast path; split ones, fragments and control frames the
+    # general one: every split must give the same events.
+    frames = [f(OP_TEXT, b"hi"), f(OP_BINARY, bytes(range(125))), f(OP_TEXT, b""),
+              f(OP_TEXT, "é".encode() * 62), f(OP_BINARY, b"x" * 126),
+              f(OP_TEXT, b"a", fin=False), f(OP_PING), f(OP_CONT, b"b"), f(OP_TEXT, b"z")]
+    data = b"".join(frames)
+    expected = [(EV_MESSAGE, "hi"), (EV_MESSAGE, bytes(range(125))), (EV_MESSAGE, ""),
+                (EV_MESSAGE, "é" * 62), (EV_MESSAGE, b"x" * 126), (EV_PING, b""),
+                (EV_MESSAGE, "ab"), (EV_MESSAGE, "z")]
+    assert feed_all(Receiver(1 << 20), data, step) == expected
+
+
+def test_fast_path_still_checks_utf8_and_size():
+    ev = Receiver(100).feed(f(OP_TEXT, b"\xff\xfe"))
+    assert ev[-1][0] == EV_ERROR and ev[-1][1].code == CLOSE_INVALID_DATA
+    ev = Receiver(10).feed(f(OP_BINARY, b"x" * 11))
+    assert ev[-1][0] == EV_ERROR and ev[-1][1].code == CLOSE_MESSAGE_TOO_BIG
 
 
 def test_compressed_frame_may_be_a_little_larger_than_the_limit():

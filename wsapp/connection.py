@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+from gevent import get_hub, getcurrent
 from gevent.event import Event
 from gevent.lock import Semaphore
 from geventwebsocket.exceptions import WebSocketError
@@ -79,9 +80,10 @@ class WebSocket:
 
     __slots__ = ("environ", "path", "origin", "peer", "protocol", "extensions", "close_code",
                  "close_reason", "sent_close_code", "last_seen", "ping_sent_at", "opened_at",
-                 "_sock", "_receiver", "_pending", "_send_lock", "_recv_lock", "_deflate",
+                 "_sock", "_receiver", "_pending", "_ppos", "last_message_size", "_send_lock",
+                 "_recv_lock", "_deflate",
                  "_accept", "_close_sent", "_dead", "_finished", "_done", "_close_timeout",
-                 "_outbox", "_outbox_bytes", "__weakref__")
+                 "_outbox", "_outbox_bytes", "_corked", "_cork_owner", "__weakref__")
 
     def __init__(self, sock: socket.socket, environ: dict, *, max_message_size: int,
                  max_fragments: int = 4096, deflate: Any = None, close_timeout: float = 3.0,
@@ -100,7 +102,10 @@ class WebSocket:
         self.ping_sent_at = 0.0
         self._sock = sock
         self._receiver = Receiver(max_message_size, max_fragments, deflate=deflate)
-        self._pending: list = self._receiver.feed(initial) if initial else []
+        # Events parsed but not yet consumed, walked by index (a batch can hold hundreds).
+        self._pending: list | tuple = self._receiver.feed(initial) if initial else ()
+        self._ppos = 0
+        self.last_message_size = 0  # payload bytes (UTF-8) of the last message received
         self._send_lock = Semaphore()
         self._recv_lock = Semaphore()
         self._deflate = deflate
@@ -112,6 +117,8 @@ class WebSocket:
         self._close_timeout = close_timeout
         self._outbox: deque | None = None  # frames waiting for a slow reader (fan-out only)
         self._outbox_bytes = 0
+        self._corked: list | None = None  # replies held while the route works through a batch
+        self._cork_owner = None  # the greenlet that got the last message from receive()
 
     # -- state -------------------------------------------------------------------------
 
@@ -124,11 +131,6 @@ class WebSocket:
     def accepted(self) -> bool:
         """Whether the 101 response has been sent (it is sent on first use)."""
         return self._accept is None
-
-    @property
-    def last_message_size(self) -> int:
-        """Payload bytes (UTF-8, decompressed) of the message receive() last returned."""
-        return self._receiver.last_size
 
     @property
     def receiving(self) -> bool:
@@ -154,13 +156,18 @@ class WebSocket:
         return self.receive()
 
     def _receive(self) -> str | bytes | None:
-        pending = self._pending
         while True:
-            while pending:
-                kind, value = pending.pop(0)
+            pending = self._pending
+            while self._ppos < len(pending):
+                kind, value = pending[self._ppos]
+                self._ppos += 1
                 if kind == EV_MESSAGE:
+                    size = len(value) if type(value) is bytes or value.isascii() \
+                        else len(value.encode("utf-8"))
+                    self.last_message_size = size
                     TRAFFIC.messages_in += 1
-                    TRAFFIC.bytes_in += self._receiver.last_size
+                    TRAFFIC.bytes_in += size
+                    self._cork_owner = getcurrent()
                     return value
                 if kind == EV_PING:
                     self._send_control(OP_PONG, value)
@@ -173,8 +180,12 @@ class WebSocket:
                 elif kind == EV_ERROR:
                     self._fail(value.code, value.reason)
                     return None
+            if pending:  # consumed: let the batch (and its strings) go while we wait
+                self._pending, self._ppos = (), 0
             if self._dead or self._receiver.closed:
                 return None
+            if self._corked is not None:
+                self._uncork()  # about to wait for input: everything we owe goes out first
             try:
                 data = self._sock.recv(RECV_SIZE)
             except OSError:
@@ -183,7 +194,8 @@ class WebSocket:
                 self._transport_lost()
                 return None
             self.last_seen = time.monotonic()
-            pending = self._pending = self._receiver.feed(data)
+            self._pending = self._receiver.feed(data)
+            self._ppos = 0
 
     # -- sending -----------------------------------------------------------------------
 
@@ -199,7 +211,11 @@ class WebSocket:
             # Encoding sits inside the lock: a shared deflate context must see messages in
             # the order they hit the wire.
             frame = encode_message(message, binary, self._deflate)
-            self._write(frame)
+            if self._ppos < len(self._pending) and self._outbox is None and \
+                    self._cork_owner is getcurrent():
+                self._cork(frame)
+            else:
+                self._write(frame)
         TRAFFIC.messages_out += 1
         TRAFFIC.bytes_out += len(frame)
 
@@ -222,8 +238,8 @@ class WebSocket:
         """
         if self.closed:
             return False
-        if self._outbox is None and self._accept is None and self._send_lock.acquire(
-                blocking=False):
+        if self._outbox is None and self._accept is None and self._corked is None and \
+                self._send_lock.acquire(blocking=False):
             raw = getattr(self._sock, "_sock", None)  # gevent's non-blocking OS socket
             try:
                 sent = raw.send(frame) if raw is not None else 0
@@ -265,6 +281,8 @@ class WebSocket:
             self._send_lock.acquire()
         outbox = self._outbox
         try:
+            if self._corked is not None:
+                self._release_corked()  # to the outbox's front: they were sent earlier
             while outbox and not self._dead:
                 item = outbox[0]
                 self._sock.sendall(item)
@@ -291,6 +309,56 @@ class WebSocket:
             except ConnectionClosed:
                 pass
 
+    def _cork(self, frame: bytes) -> None:
+        """Hold a reply while the route still has parsed messages to go through.
+
+        A pipelining client sends many frames per read; answering each with its own syscall
+        is most of the cost of a small echo. The held replies go out in one write before
+        receive() waits for input, or as soon as the route yields to the hub any other way
+        (a loop callback), so no reply waits longer than it would have anyway.
+        """
+        corked = self._corked
+        if corked is None:
+            corked = self._corked = []
+            get_hub().loop.run_callback(self._uncork_soon)
+        corked.append(frame)
+        if len(corked) >= 64:
+            self._write(b"")
+
+    def _release_corked(self, data: bytes = b"") -> None:
+        """Put held replies (and `data` after them) in line to be written next.
+
+        Held replies predate any fan-out backlog (nothing is held while one exists), so
+        they go to its front; without a backlog they are written at once.
+        """
+        corked, self._corked = self._corked, None
+        held = b"".join(corked)
+        if self._outbox is not None:
+            self._outbox.appendleft(held)
+            self._outbox_bytes += len(held)
+            if data:
+                self._outbox.append(data)
+                self._outbox_bytes += len(data)
+            return
+        try:
+            self._sock.sendall(held + data if data else held)
+        except OSError as exc:
+            self._transport_lost()
+            raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None
+
+    def _uncork_soon(self) -> None:
+        # Runs in the hub, which must not block: hand the write to a greenlet.
+        if self._corked is not None:
+            gevent.spawn(self._uncork)
+
+    def _uncork(self) -> None:
+        with self._send_lock:
+            if self._corked is not None:
+                try:
+                    self._write(b"")
+                except ConnectionClosed:
+                    pass
+
     def _write(self, data: bytes) -> None:
         """Write under the send lock; a dead socket marks the connection dead.
 
@@ -299,8 +367,13 @@ class WebSocket:
         """
         if self._accept is not None:
             self._do_accept()
+        if self._corked is not None:
+            self._release_corked(data)
+            data = b""
         if self._dead:
             raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, "connection lost")
+        if not data:
+            return
         if self._outbox is not None:
             self._outbox.append(data)
             self._outbox_bytes += len(data)
@@ -378,7 +451,7 @@ class WebSocket:
         sock = self._sock
         try:
             while not self._dead:
-                for kind, value in self._pending:
+                for kind, value in self._pending[self._ppos:]:
                     if kind == EV_CLOSE:
                         self.close_code, self.close_reason = value
                         self._shutdown()
@@ -386,7 +459,7 @@ class WebSocket:
                     if kind == EV_ERROR:
                         self._abort()
                         return
-                self._pending = []
+                self._pending, self._ppos = (), 0
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -394,7 +467,7 @@ class WebSocket:
                 data = sock.recv(RECV_SIZE)
                 if not data:
                     break
-                self._pending = self._receiver.feed(data)
+                self._pending, self._ppos = self._receiver.feed(data), 0
         except OSError:
             pass
         self._abort()

@@ -140,6 +140,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _apply_mask_c = None
 
 _xor = _apply_mask_c or _apply_mask_py
+unmask = _xor  # XOR a whole payload with its 4-byte mask (offset 0): the receive fast path
 
 
 def apply_mask(data: bytes | bytearray | memoryview, mask: bytes, offset: int = 0) -> bytes:

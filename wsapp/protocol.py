@@ -30,6 +30,7 @@ from wsapp.frames import (
     build_header,
     parse_close_payload,
     parse_header,
+    unmask,
 )
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class Receiver:
 
     __slots__ = ("_buf", "_max_size", "_max_fragments", "_deflate", "_mask_required",
                  "_head", "_done", "_message_op", "_fragments", "_size", "_parts",
-                 "_decoder", "_compressed", "closed", "last_size")
+                 "_decoder", "_compressed", "closed")
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
@@ -69,7 +70,6 @@ class Receiver:
         self._decoder = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
-        self.last_size = 0  # payload bytes of the last completed message (for rate limits)
 
     @property
     def buffered(self) -> int:
@@ -102,7 +102,27 @@ class Receiver:
             view = data  # fast path: nothing pending, parse straight from the new bytes
         pos = 0
         end = len(view)
+        fast = self._mask_required and self._head is None
         while pos < end:
+            if fast and not self._message_op and end - pos >= 6:
+                # Fast path for the common frame: a whole, masked, unfragmented, uncompressed
+                # text or binary message under 126 bytes, already entirely in the buffer.
+                b0 = view[pos]
+                b1 = view[pos + 1]
+                if (b0 == 0x81 or b0 == 0x82) and 0x80 <= b1 <= 0xFD:
+                    stop = pos + 6 + b1 - 0x80
+                    if stop <= end and stop - pos - 6 <= self._max_size:
+                        payload = unmask(view[pos + 6:stop], view[pos + 2:pos + 6]) \
+                            if stop > pos + 6 else b""
+                        if b0 == 0x81:
+                            try:
+                                payload = payload.decode("utf-8")
+                            except UnicodeDecodeError:
+                                raise ProtocolError(CLOSE_INVALID_DATA,
+                                                    "text is not valid UTF-8") from None
+                        events.append((EV_MESSAGE, payload))
+                        pos = stop
+                        continue
             head = self._head
             if head is None:
                 budget = self._max_size - self._size
@@ -143,6 +163,7 @@ class Receiver:
                 self._start_data_frame(head)
                 self._head = head
                 self._done = 0
+                fast = False
             # Payload of a data frame: take what is here, now.
             take = min(head.length - self._done, end - pos)
             if take or head.length == 0:
@@ -159,6 +180,7 @@ class Receiver:
                 message = self._data(chunk, final and head.fin)
                 if final:
                     self._head = None
+                    fast = self._mask_required
                     if message is not None:
                         events.append((EV_MESSAGE, message))
             else:
@@ -201,8 +223,6 @@ class Receiver:
             chunk = self._deflate.decompress(chunk, final=last,
                                              limit=self._max_size - self._size)
             self._size += len(chunk)
-        if last:  # the feed loop already counted uncompressed bytes into _size
-            self.last_size = self._size
         if self._message_op == OP_TEXT:
             decoder = self._decoder
             if decoder is None:
@@ -249,9 +269,15 @@ class Receiver:
 def encode_message(data: str | bytes, binary: bool,
                    deflate: PerMessageDeflate | None = None) -> bytes:
     """The bytes of one unfragmented, unmasked (server-to-client) data message."""
-    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    if isinstance(data, str):
+        payload = data.encode("utf-8")
+    else:
+        payload = data if type(data) is bytes else bytes(data)
     opcode = OP_BINARY if binary else OP_TEXT
     if deflate is not None and deflate.should_compress(payload):
         payload = deflate.compress(payload)
         return build_header(opcode, len(payload), rsv1=True) + payload
-    return build_header(opcode, len(payload)) + payload
+    n = len(payload)
+    if n < 126:  # the common small message: a two-byte header, built inline
+        return bytes((0x80 | opcode, n)) + payload
+    return build_header(opcode, n) + payload
