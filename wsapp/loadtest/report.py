@@ -121,7 +121,9 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
 
 
 def _g(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3g}"
+    if v is None:
+        return "-"
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
 
 
 def timeline(m: Merged) -> list[dict[str, Any]]:
