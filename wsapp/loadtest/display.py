@@ -95,8 +95,8 @@ def summary(console: Console, report: dict[str, Any]) -> None:
     late = f" ({msgs['late']:,} of them arrived late)" if msgs.get("late") else ""
     t.add_row("messages", f"sent {msgs['sent']:,}, received {msgs['received']:,}, "
               f"expected {msgs['expected']:,}, lost {msgs['lost']:,}{late}")
-    t.add_row("throughput", f"{report['msgs_per_s']:,} msgs/s received, "
-              f"{report['sent_per_s']:,} sent/s")
+    t.add_row("throughput", f"{report['msgs_per_s']:,.0f} msgs/s received, "
+              f"{report['sent_per_s']:,.0f} sent/s")
     t.add_row("latency ms", _pcts(lat) + f"   ({lat['count']:,} samples)")
     b = report.get("broadcast")
     if b:
