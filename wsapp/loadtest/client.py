@@ -16,7 +16,6 @@ import os
 import random
 import socket as _stdsocket
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -61,7 +60,6 @@ class Target:
     host: str
     port: int
     path: str
-    secure: bool = False
 
     @classmethod
     def parse(cls, url: str) -> Target:
@@ -80,7 +78,7 @@ class Target:
         """The same target with extra query parameters appended."""
         extra = "&".join(f"{k}={v}" for k, v in params.items())
         sep = "&" if "?" in self.path else "?"
-        return Target(self.host, self.port, self.path + sep + extra, self.secure)
+        return Target(self.host, self.port, self.path + sep + extra)
 
     @property
     def host_header(self) -> str:
@@ -400,7 +398,3 @@ def read_stamp(payload: bytes) -> tuple[float, int]:
     """(send time, sequence) from a stamped payload."""
     return STAMP.unpack_from(payload)
 
-
-def now() -> float:
-    """Wall-clock time in seconds; payload stamps use it so processes agree."""
-    return time.time()
