@@ -226,7 +226,9 @@ class WebSocketHandler(_StockHandler):
         sock = self.socket
 
         def accept() -> None:
+            nonlocal raw_101
             sock.sendall(raw_101)
+            raw_101 = b""  # this frame lives as long as the connection: keep nothing in it
             self.status = "101 Switching Protocols"
             self.code = 101
             self.headers_sent = True
@@ -240,6 +242,7 @@ class WebSocketHandler(_StockHandler):
                        initial=self._take_buffered_input(),
                        protocol=dict(headers).get("Sec-WebSocket-Protocol"),
                        extensions=dict(headers).get("Sec-WebSocket-Extensions"))
+        del accept  # the WebSocket holds it, and drops it once used
         self.websocket = ws
         env["wsgi.websocket"] = ws
         env["wsgi.websocket_version"] = "13"
