@@ -46,6 +46,10 @@ class Settings:
     close_timeout: float = field(
         default=3.0, metadata={"help": "seconds to wait for the peer's close frame"}
     )
+    backlog: int = field(
+        default=2048,
+        metadata={"help": "listen backlog: handshakes the kernel queues (capped by somaxconn)"},
+    )
     max_connections: int = field(
         default=20000, metadata={"help": "WebSocket connections served at once; 503 past it"}
     )
@@ -121,6 +125,7 @@ class Settings:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not in 0..65535")
         for name in ("max_message_size", "max_fragments", "max_connections", "max_backlog",
+                     "backlog",
                      "max_subscriptions", "max_publish_size", "history_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")

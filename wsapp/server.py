@@ -24,10 +24,15 @@ log = logging.getLogger("wsapp.server")
 
 def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
     """A WSGIServer serving `app` with wsapp's WebSocket handler and settings."""
+    listener = listener or (settings.host, settings.port)
+    # A socket we are handed was listen()ed by its owner; gevent refuses a backlog for it.
+    # Otherwise the default 128 drops SYNs in a burst of handshakes.
+    sized = {} if hasattr(listener, "accept") else {"backlog": settings.backlog}
     server = WSGIServer(
-        listener or (settings.host, settings.port),
+        listener,
         app,
         handler_class=WebSocketHandler,
+        **sized,
         log=logging.getLogger("wsapp.access"),
         error_log=logging.getLogger("wsapp.error"),
     )
