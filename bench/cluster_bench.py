@@ -160,14 +160,30 @@ def children(pid: int) -> list[int]:
 # -- echo ------------------------------------------------------------------------------------
 
 
-def echo_run(port: int, args: argparse.Namespace) -> dict:
+def cpu_seconds(pids: list[int]) -> float:
+    """user + system CPU seconds of some processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            pass
+    return total
+
+
+def echo_run(port: int, args: argparse.Namespace, pids: list[int]) -> dict:
+    cpu0 = cpu_seconds(pids)
     out = subprocess.run([sys.executable, str(CLIENT), "echo", "--port", str(port),
                           "--conns", str(args.echo_conns), "--window", "64", "--size", "32",
                           "--duration", str(args.duration)], capture_output=True, text=True,
                          timeout=args.duration + 120, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["server_cpu_s"] = cpu_seconds(pids) - cpu0  # the whole run, warmup and drain too
+    return res
 
 
 def bench_echo(procs: Procs, redis_port: int, args: argparse.Namespace) -> dict:
@@ -180,12 +196,16 @@ def bench_echo(procs: Procs, redis_port: int, args: argparse.Namespace) -> dict:
         proc = procs.serve(port, *flags, name=f"echo{len(results)}")
         if flags:
             time.sleep(2.0)  # both workers up (the first answers /healthz alone)
-        runs = [echo_run(port, args) for _ in range(args.repeat)]
+        pids = children(proc.pid) if flags else [proc.pid]
+        runs = [echo_run(port, args, pids) for _ in range(args.repeat)]
         procs.stop(proc)
         rates = sorted(r["msg_per_s"] for r in runs if r["ok"])
+        cpu = sum(r["server_cpu_s"] for r in runs)
+        wall = sum(r["seconds"] for r in runs) + args.repeat * 0.5
         results[label] = {"best_msg_per_s": round(rates[-1]) if rates else 0,
                           "median_msg_per_s": round(statistics.median(rates)) if rates else 0,
                           "client_cpu_pct": round(runs[-1]["client_cpu_pct"]),
+                          "server_cores_busy": round(cpu / wall, 2),
                           "runs": len(runs), "failed": sum(not r["ok"] for r in runs)}
         print(f"echo {label}: {results[label]}", flush=True)
     one, two = (results[k]["best_msg_per_s"] for k in results)
@@ -494,11 +514,17 @@ def fleet_main(args: argparse.Namespace) -> None:
                         c.stage = 3
                         live += 1
                         pending -= 1
-                elif c.stage == 2:
+                elif c.stage == 2:  # the subscribe reply: ok, or an error that ends it
+                    pending -= 1
                     if b'"op":"ok"' in payload:
                         c.stage = 3
                         live += 1
-                        pending -= 1
+                    else:
+                        failed += 1
+                        c.stage = 9
+                        sel.unregister(c.sock)
+                        c.sock.close()
+                        break
                 else:
                     c.n += 1
                     if c.n == expect:

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from wsapp.delivery.redis import UNREACHABLE, RedisBackend
+from wsapp.delivery.redis import UNREACHABLE, PoolBusy, RedisBackend
 
 if TYPE_CHECKING:
     from wsapp.hub import Hub
@@ -234,6 +234,12 @@ class GlobalPresence:
                 self._ops.clear()
                 self._need_resync = True
                 self.backend.mark_down(exc)
+            except PoolBusy as exc:  # overload: catch up with one resync a moment later
+                log.warning("presence: %s; resyncing in 1s", exc)
+                self._ops.clear()
+                self._need_resync = True
+                gevent.sleep(1.0)
+                self._wake.set()
             except Exception:  # a bug: resync from the hub rather than drift for good
                 log.exception("presence write failed; resyncing")
                 self._ops.clear()
@@ -282,6 +288,8 @@ class GlobalPresence:
                 self._need_resync = True
                 self.backend.mark_down(exc)
                 continue
+            except PoolBusy:
+                continue  # the lease outlives a few missed beats
             except Exception:
                 log.exception("presence heartbeat failed")
                 continue
@@ -320,6 +328,8 @@ class GlobalPresence:
             pipe.hkeys(self._prefix + "pu:" + channel)
             pipe.hvals(self._prefix + "pn:" + channel)
             users, conns = pipe.execute()
+        except PoolBusy:
+            return None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             return None
@@ -333,6 +343,8 @@ class GlobalPresence:
             return False
         try:
             return bool(self.backend.client.hexists(self._prefix + "online", user))
+        except PoolBusy:
+            return False
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             return False
@@ -349,6 +361,8 @@ class GlobalPresence:
             pipe.hlen(self._prefix + "online")
             pipe.hvals(self._prefix + "conns")
             users, conns = pipe.execute()
+        except PoolBusy:
+            return None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             return None

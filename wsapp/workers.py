@@ -35,7 +35,6 @@ log = logging.getLogger("wsapp.workers")
 
 LISTEN_FD_ENV = "WSAPP_LISTEN_FD"
 WORKER_ENV = "WSAPP_WORKER"
-BACKLOG = 2048
 GRACE = 5.0  # seconds past shutdown_timeout before a worker that will not stop is killed
 YOUNG = 10.0  # a worker dying sooner than this after its start counts as crash-looping
 MAX_BACKOFF = 10.0
@@ -65,7 +64,7 @@ def check_settings(settings: Settings) -> str | None:
     return None
 
 
-def listen_socket(host: str, port: int) -> socket.socket:
+def listen_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
     """A listening TCP socket with SO_REUSEPORT (several may share host:port)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -73,7 +72,7 @@ def listen_socket(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
@@ -104,7 +103,7 @@ class Master:
     def spawn(self, worker: Worker) -> None:
         """Start (or restart) one worker on a fresh SO_REUSEPORT socket."""
         s = self.settings
-        sock = listen_socket(s.host, self.port)
+        sock = listen_socket(s.host, self.port, getattr(s, "backlog", 2048))
         try:
             env = dict(os.environ)
             env[LISTEN_FD_ENV] = str(sock.fileno())

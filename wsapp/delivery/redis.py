@@ -60,22 +60,41 @@ log = logging.getLogger("wsapp.redis")
 # The errors that mean "Redis is not reachable" (BusyLoadingError is a ConnectionError).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
-COMMAND_TIMEOUT = 3.0  # seconds: our commands are sub-millisecond; anything slower is an outage
+COMMAND_TIMEOUT = 5.0  # seconds: our commands take microseconds; a stall this long is an outage
 CONNECT_TIMEOUT = 2.0
-POOL_SIZE = 32  # greenlets beyond this wait (cooperatively) for a connection
-POOL_WAIT = 2.0  # ...for at most this long, then the call fails as an outage
+POOL_SIZE = 64  # greenlets beyond this wait (cooperatively) for a connection
+POOL_WAIT = 10.0  # ...for at most this long: backpressure under load, not an outage
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
 BARRIER_WAIT = 3.0  # seconds a recovery read waits for the bus reader to pass its barrier
 PROBE_EVERY = 5.0  # seconds between checks that the bus connection still delivers
+PROBE_MISSES = 2  # probes in a row unanswered before the bus is declared dead
+BATCH = 500  # reads coalesced into one pipeline
 RECORD_RETENTION_MS = 8 * 86400 * 1000  # push records outlive their expiry (and quota windows)
 
 
 class StoreUnavailable(RequestError):
     """Redis is unreachable: the operation was not done (error code `unavailable`)."""
 
-    def __init__(self, what: str, url: str) -> None:
-        super().__init__("unavailable", f"{what} needs Redis ({url}), which is unreachable "
+    def __init__(self, what: str, url: str, why: str = "unreachable") -> None:
+        super().__init__("unavailable", f"{what} needs Redis ({url}), which is {why} "
                          "right now; retry later")
+
+
+class PoolBusy(redis.RedisError):
+    """Every pooled connection stayed busy for POOL_WAIT seconds: overload, not an outage."""
+
+
+class _Pool(redis.BlockingConnectionPool):
+    """A blocking pool whose timeout is told apart from a broken connection."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().get_connection(*args, **kwargs)
+        except redis.ConnectionError as exc:
+            if str(exc).startswith("No connection available"):
+                raise PoolBusy(f"all {self.max_connections} Redis connections busy for "
+                               f"{self.timeout:.0f}s") from None
+            raise
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -117,7 +136,7 @@ class RedisBackend:
         self.bus = self.prefix + "bus"
         # Fail fast, never retry inside redis-py: a retried script could run twice.
         no_retry = Retry(NoBackoff(), 0)
-        pool = redis.BlockingConnectionPool.from_url(
+        pool = _Pool.from_url(
             clean, max_connections=POOL_SIZE, timeout=POOL_WAIT,
             socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
             socket_keepalive=True, retry=no_retry)
@@ -133,6 +152,9 @@ class RedisBackend:
         self.on_event: dict[str, Callable[[str], None]] = {}  # kind letter -> handler
         self.on_up: list[Callable[[], None]] = []
         self._barriers: dict[str, AsyncResult] = {}
+        self._batch: list[tuple[Any, Any, AsyncResult]] = []  # see batched()
+        self._batch_wake = Event()
+        self._batcher: gevent.Greenlet | None = None
         self._pubsub: Any = None
         self._reader: gevent.Greenlet | None = None
         self._reconnector: gevent.Greenlet | None = None
@@ -198,7 +220,9 @@ class RedisBackend:
 
     def _drop_connections(self) -> None:
         try:
-            self.client.connection_pool.disconnect()
+            # Idle ones only: closing a socket another greenlet is reading breaks its
+            # parser; in-use ones fail on their own, and stale ones are replaced on checkout.
+            self.client.connection_pool.disconnect(inuse_connections=False)
         except Exception:  # closing dead sockets can fail in many ways; none matter
             pass
         # Forget the bus connection first: its reader sees it is no longer current and
@@ -236,6 +260,7 @@ class RedisBackend:
 
     def _probe_forever(self) -> None:
         """While up, check now and then that the bus still delivers (a silent dead socket)."""
+        misses = 0
         while not self._closed and self.up:
             gevent.sleep(PROBE_EVERY)
             if not self.up or not self.bus_started:
@@ -247,12 +272,16 @@ class RedisBackend:
                 ok = waiter.get(timeout=PROBE_EVERY)
             except gevent.Timeout:
                 ok = False
+            except PoolBusy:
+                self._barriers.pop(token, None)
+                continue  # overloaded, not broken: probe again next time
             except UNREACHABLE as exc:
                 self._barriers.pop(token, None)
                 self.mark_down(exc)
                 return
             self._barriers.pop(token, None)
-            if not ok and self.up:
+            misses = 0 if ok else misses + 1
+            if misses >= PROBE_MISSES and self.up:  # one miss may be a stall under load
                 self.mark_down("the bus connection stopped delivering")
                 return
 
@@ -324,6 +353,46 @@ class RedisBackend:
                 except Exception:
                     log.exception("bus event %r failed", kind)
 
+    # -- coalesced reads -----------------------------------------------------------------------
+
+    def batched(self, script: Any, args: list | None = None, key: str | None = None) -> Any:
+        """Run a script (or GET `key`) in the next pipelined batch; its result.
+
+        Every connect reads pending messages and every subscribe the last offset: in a
+        storm of thousands at once, one pipeline per batch uses one pooled connection and a
+        few syscalls instead of one connection and round trip each.
+        """
+        result = AsyncResult()
+        self._batch.append((script, args if script is not None else key, result))
+        self._batch_wake.set()
+        if self._batcher is None or self._batcher.dead:
+            self._batcher = gevent.spawn(self._run_batches)
+        return result.get()
+
+    def _run_batches(self) -> None:
+        while not self._closed:
+            self._batch_wake.wait()
+            self._batch_wake.clear()
+            while self._batch:
+                items, self._batch = self._batch[:BATCH], self._batch[BATCH:]
+                try:
+                    pipe = self.client.pipeline(transaction=False)
+                    for script, args, _ in items:
+                        if script is None:
+                            pipe.get(args)
+                        else:
+                            script(args=args, client=pipe)
+                    values = pipe.execute(raise_on_error=False)
+                except Exception as exc:  # the callers decide what an error means
+                    for _, _, result in items:
+                        result.set_exception(exc)
+                    continue
+                for (_, _, result), value in zip(items, values, strict=True):
+                    if isinstance(value, Exception):
+                        result.set_exception(value)
+                    else:
+                        result.set(value)
+
     def barrier(self) -> tuple[str, AsyncResult] | None:
         """A fresh barrier token to publish in a script, or None when no bus is read."""
         if not self.bus_started or not self.up:
@@ -347,7 +416,7 @@ class RedisBackend:
     def close(self) -> None:
         """Stop the reader and the reconnect loop; close every connection."""
         self._closed = True
-        for g in (self._reconnector, self._prober, self._reader):
+        for g in (self._reconnector, self._prober, self._reader, self._batcher):
             if g is not None and g is not gevent.getcurrent():
                 g.kill(block=False)
         self._drop_connections()
@@ -662,6 +731,9 @@ class RedisStore:
                 raise ValueError(f"unknown store job {kind!r}")
         try:
             raw = self._apply_script(args=args)
+        except PoolBusy as exc:
+            raise StoreUnavailable("this write", self.backend.where, f"overloaded ({exc})") \
+                from None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             return self._degraded(jobs, exc)
@@ -708,6 +780,8 @@ class RedisStore:
             raise StoreUnavailable(what, self.backend.where)
         try:
             return script(args=args)
+        except PoolBusy as exc:
+            raise StoreUnavailable(what, self.backend.where, f"overloaded ({exc})") from None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             raise StoreUnavailable(what, self.backend.where) from None
@@ -740,8 +814,10 @@ class RedisStore:
         """The channel's newest offset (0 when it has none; the last known one when down)."""
         if self.backend.up:
             try:
-                value = self.backend.client.get(self._prefix + "o:" + channel)
+                value = self.backend.batched(None, key=self._prefix + "o:" + channel)
                 return int(value) if value is not None else 0
+            except PoolBusy:
+                pass  # overloaded: the last offset this process knows will do
             except UNREACHABLE as exc:
                 self.backend.mark_down(exc)
         return self._last.get(channel, 0)
@@ -753,8 +829,13 @@ class RedisStore:
         barrier = self.backend.barrier()
         token = barrier[0] if barrier else ""
         try:
-            raw = self._pending_script(args=[self._prefix, user, ts, 1,
-                                             self.backend.bus if barrier else "", token])
+            raw = self.backend.batched(self._pending_script,
+                                       [self._prefix, user, ts, 1,
+                                        self.backend.bus if barrier else "", token])
+        except PoolBusy:
+            if barrier:
+                self.backend.wait_barrier(token, barrier[1], False)
+            return []  # overloaded: they stay due and come with the next connect
         except UNREACHABLE as exc:
             if barrier:
                 self.backend.wait_barrier(token, barrier[1], False)
