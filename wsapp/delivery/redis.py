@@ -60,7 +60,7 @@ log = logging.getLogger("wsapp.redis")
 # The errors that mean "Redis is not reachable" (BusyLoadingError is a ConnectionError).
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
-COMMAND_TIMEOUT = 5.0  # seconds: our commands take microseconds; a stall this long is an outage
+COMMAND_TIMEOUT = 10.0  # seconds: our commands take microseconds; a stall this long is an outage
 CONNECT_TIMEOUT = 2.0
 POOL_SIZE = 64  # greenlets beyond this wait (cooperatively) for a connection
 POOL_WAIT = 10.0  # ...for at most this long: backpressure under load, not an outage
