@@ -5,6 +5,7 @@ from gevent import monkey
 monkey.patch_all()  # first: everything imported after this must see cooperative sockets
 
 import logging  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 
 from wsapp import create_app  # noqa: E402
@@ -15,8 +16,10 @@ from wsapp.server import make_server, serve_forever  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     """Parse settings, build the app, serve until SIGINT/SIGTERM."""
     settings = from_args(argv)
+    worker = os.environ.get("WSAPP_WORKER")  # set by the --workers master for its workers
     logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s " + (f"w{worker} " if worker else "")
+                        + "%(name)s: %(message)s")
     if settings.workers > 1:  # this process supervises; the workers serve
         from wsapp.workers import run_master
 
