@@ -608,7 +608,12 @@ if st == 'pending' or st == 'delivered' then
     redis.call('HSET', rec, 'status', 'expired')
     return 'expired'
   end
+  -- an ack proves delivery: fill it in if the queued "delivered" update has not landed yet
   redis.call('HSET', rec, 'status', 'acked', 'acked', now)
+  redis.call('HSETNX', rec, 'delivered', now)
+  if tonumber(redis.call('HGET', rec, 'attempts') or '0') < 1 then
+    redis.call('HSET', rec, 'attempts', 1)
+  end
   return 'acked'
 end
 return st
