@@ -137,3 +137,17 @@ def test_a_process_started_while_redis_is_down_serves_locally_then_joins(tmp_pat
             raise
     finally:
         cluster.stop_all()
+
+
+def test_a_graceful_stop_leaves_presence_at_once(cluster):
+    a, b = cluster.start(2)
+    watcher = a.connect("wat")
+    watcher.ok("subscribe", channel="room:g")
+    dan = b.connect("dan")
+    dan.ok("subscribe", channel="room:g")
+    watcher.wait_for(lambda f: f.get("op") == "join" and f["user"] == "dan")
+    stopped = time.monotonic()
+    b.stop()  # SIGTERM: close frames, then the process takes its share out of Redis
+    leave = watcher.wait_for(lambda f: f.get("op") == "leave", timeout=BOUND)
+    assert leave["user"] == "dan" and time.monotonic() - stopped < HEARTBEAT + 2
+    assert watcher.ok("presence", channel="room:g")["members"] == ["wat"]
