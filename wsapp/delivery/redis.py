@@ -250,7 +250,7 @@ class RedisBackend:
                 self.client.ping()
                 if self.bus_started:
                     self._subscribe()
-            except UNREACHABLE as exc:
+            except (*UNREACHABLE, redis.RedisError) as exc:  # this loop must never die
                 log.debug("Redis %s still unreachable (attempt %d): %s", self.where,
                           self._attempts, _describe(exc))
                 self._drop_connections()
@@ -619,7 +619,7 @@ end
 return st
 """
 
-# ARGV: prefix, user, status ('' = any), limit -> flat records, newest first (12 fields each)
+# ARGV: prefix, user, status ('' = any), limit -> flat records, newest first (11 fields each)
 RECORDS_LUA = r"""
 local p, user, want, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local index = p .. 'ur:' .. user
@@ -697,7 +697,7 @@ class RedisStore:
         return self.backend.up
 
     def close(self) -> None:
-        """Release the connections (shared with the broker: the last one closes them)."""
+        """Release the connections (shared with this URL's broker: it closes them too)."""
         self.backend.close()
 
     # -- writes ----------------------------------------------------------------------------
