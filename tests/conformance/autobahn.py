@@ -155,9 +155,12 @@ def _run_logged(cmd: Sequence[str], logfile: Path, env: dict[str, str] | None = 
     with logfile.open("a") as fh:
         fh.write(f"\n$ {' '.join(cmd)}\n")
         fh.flush()
-        rc = subprocess.run(
-            list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=1800
-        ).returncode
+        try:
+            rc = subprocess.run(
+                list(cmd), stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=1800
+            ).returncode
+        except subprocess.TimeoutExpired:
+            raise RunnerError(f"install step took over 1800 s: {' '.join(cmd)}") from None
     if rc != 0:
         tail = "".join(logfile.read_text(errors="replace").splitlines(True)[-30:])
         raise RunnerError(f"install step failed (rc={rc}): {' '.join(cmd)}\n{tail}")
@@ -216,6 +219,11 @@ def ensure_suite(force: bool = False) -> Path:
         shutil.rmtree(boot, ignore_errors=True)
         shutil.rmtree(venv, ignore_errors=True)
 
+        check = subprocess.run([str(py27), "-c", "import sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=60)
+        if check.stdout.strip() != "(2, 7)":
+            raise RunnerError(f"{py27} is not a Python 2.7 interpreter: "
+                              f"{(check.stdout + check.stderr).strip()}")
         _bootstrap_virtualenv(boot, logfile)
         env = dict(os.environ, PYTHONPATH=str(boot))
         _run_logged([sys.executable, "-m", "virtualenv", "--no-periodic-update",
@@ -237,6 +245,21 @@ def ensure_suite(force: bool = False) -> Path:
         stamp.write_text(fingerprint + "\n")
         log(f"suite installed in {time.monotonic() - started:.1f} s (log: {logfile})")
     return wstest_path()
+
+
+# --------------------------------------------------------------------------- children
+
+
+def _die_with_runner() -> None:
+    """preexec_fn: have Linux SIGTERM this child if the runner dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # --------------------------------------------------------------------------- server
@@ -271,12 +294,14 @@ def project_server(outdir: Path, startup_timeout: float = 30.0) -> Iterator[str]
     if not serve.is_file():
         raise RunnerError(f"{serve} does not exist; pass --url to test a running server")
     port = free_port()
-    cmd = [sys.executable, str(serve), "--host", "127.0.0.1", "--port", str(port), *SERVER_ARGS]
+    cmd = [sys.executable, str(serve), "--host", "127.0.0.1", "--port", str(port), *SERVER_ARGS,
+           "--data-dir", str(outdir / "server-data")]  # keep its token secret out of the repo
     logfile = outdir / "server.log"
     log(f"starting server: {' '.join(cmd[1:])} (log: {logfile})")
     with logfile.open("w") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=_server_env(),
+                                start_new_session=True, preexec_fn=_die_with_runner)
     try:
         deadline = time.monotonic() + startup_timeout
         while True:
@@ -297,6 +322,14 @@ def project_server(outdir: Path, startup_timeout: float = 30.0) -> Iterator[str]
         _stop(proc, "server")
         if proc.returncode not in (0, -signal.SIGTERM):
             log(f"server exited with rc={proc.returncode}; see {logfile}")
+
+
+def _server_env() -> dict[str, str]:
+    """Our environment minus the server's WSAPP_* settings, so only SERVER_ARGS apply."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("WSAPP_") or k == "WSAPP_AUTOBAHN_CACHE"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -332,7 +365,7 @@ def run_wstest(wstest: Path, url: str, cases: list[str], exclude: list[str], out
     proc = subprocess.Popen([str(wstest), "-m", "fuzzingclient", "-s", str(spec_path)],
                             cwd=outdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, errors="replace",
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_die_with_runner)
     started = time.monotonic()
 
     def pump() -> None:
@@ -340,6 +373,7 @@ def run_wstest(wstest: Path, url: str, cases: list[str], exclude: list[str], out
         with logfile.open("w") as fh:
             for line in proc.stdout:
                 fh.write(line)
+                fh.flush()  # so the log can be followed while the run goes on
                 if line.startswith("Cases = "):
                     with contextlib.suppress(ValueError, SyntaxError):
                         planned.extend(ast.literal_eval(line[len("Cases = "):].strip()))
@@ -397,6 +431,8 @@ class CaseResult:
     @property
     def unclean(self) -> bool:
         """Close not OK by Autobahn, or TCP dropped without closing handshake."""
+        if self.behavior == "MISSING":  # never ran: counted as FAILED, not as unclean
+            return False
         if self.behavior_close not in CLEAN_CLOSES:
             return True
         return self.behavior_close == "OK" and self.was_clean is False
@@ -481,6 +517,15 @@ def _clean_text(value: Any, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _header(http: Any, name: str) -> str:
+    """A header's value from the raw HTTP request/response text kept in the case report."""
+    for line in str(http or "").split("\r\n")[1:]:
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return ""
+
+
 def format_failures(results: Sequence[CaseResult], report_dir: Path, max_details: int) -> str:
     """Describe failing cases: full detail for the first `max_details`, one line for the rest."""
     failing = [r for r in results if r.failed]
@@ -500,6 +545,10 @@ def format_failures(results: Sequence[CaseResult], report_dir: Path, max_details
             value = d.get(key)
             if value not in (None, "", "None"):
                 out.append(f"      {key}: {_clean_text(value)}")
+        if r.behavior == "UNIMPLEMENTED":
+            offered = _header(d.get("httpRequest"), "sec-websocket-extensions")
+            accepted = _header(d.get("httpResponse"), "sec-websocket-extensions")
+            out.append(f"      extensions offered: {offered or '-'}; accepted: {accepted or '-'}")
         if d.get("reportfile"):
             html = str(d["reportfile"]).replace(".json", ".html")
             out.append(f"      report: {report_dir / html}")
@@ -536,7 +585,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--url", help="test this running server instead of starting serve.py")
     p.add_argument("--outdir", type=Path, default=DEFAULT_OUTDIR,
                    help="where spec, logs and the report go (default: %(default)s)")
-    p.add_argument("--timeout", type=float, default=1800.0,
+    p.add_argument("--timeout", type=float, default=5400.0,
                    help="time bound for wstest in seconds (default: %(default)s)")
     p.add_argument("--max-details", type=int, default=40,
                    help="failing cases shown in full; the rest get one line (default: 40)")
@@ -550,6 +599,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Install, serve, run, report; return the process exit status."""
     args = parse_args(argv)
     wall = time.monotonic()
+    # SIGTERM (e.g. a CI time-out) and SIGINT (even if inherited as ignored) unwind through
+    # the finally blocks, so the server and wstest we started are stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         wstest = ensure_suite(force=args.reinstall)
         if args.install_only:
@@ -579,9 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failures:
         print(failures)
         print()
-    verdict = "PASS" if n_failed == 0 else "FAIL"
-    print(f"autobahn: {verdict}: {len(results) - n_failed} passed, {n_failed} failed of "
-          f"{len(results)} cases; wall time {time.monotonic() - wall:.1f} s", flush=True)
+    verdict = (f"PASS: all {len(results)} cases passed" if n_failed == 0
+               else f"FAIL: {n_failed} of {len(results)} cases failed")
+    print(f"autobahn: {verdict} (wall time {time.monotonic() - wall:.1f} s)", flush=True)
     return 0 if n_failed == 0 else 1
 
 

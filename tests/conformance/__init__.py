@@ -1,0 +1,1 @@
+"""Protocol conformance checks (Autobahn|Testsuite) for wsapp's WebSocket server."""
