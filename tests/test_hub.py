@@ -155,3 +155,22 @@ def test_ephemeral_publish_is_delivered_but_not_stored(make, settings):
     [got] = peer.messages()
     assert got["offset"] is None and got["data"] == {"t": 1}
     assert hub.store.last_offset("sys:tick") == 0
+
+
+def test_replay_passes_unstored_live_messages_through(make, settings):
+    hub = Hub(settings)
+    c, peer = make(hub, "a")
+    hub.publish("sys:mixed", {"n": 1})
+    # A live (offset null) message arriving while a replay is held must not break the
+    # offset comparison at the seam.
+    original = hub.store.history
+
+    def history_with_a_live_message(channel, since, limit):
+        result = original(channel, since, limit)
+        hub.publish("sys:mixed", {"live": True}, persist=False)  # arrives during the replay
+        return result
+
+    hub.store.history = history_with_a_live_message
+    reply = hub.subscribe_replay(c, "sys:mixed", 0)
+    got = [(m["offset"], m["data"]) for m in peer.messages()]
+    assert got == [(1, {"n": 1}), (None, {"live": True})] and reply["replayed"] == 1

@@ -240,6 +240,8 @@ class Hub:
         if status == SUPPRESSED:
             return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None}
         online = bool(self.users.get(user))
+        if not online and self._global is not None:  # a tab on another process counts
+            online = self._global.is_online(user)
         return {"msg": msg, "status": "delivered" if online else "stored", "reason": None,
                 "offset": offset}
 
@@ -294,7 +296,9 @@ class Hub:
             while held:  # no yield between the last check and leaving replay mode
                 text = held.pop(0)
                 offset = json.loads(text)["offset"]
-                if offset > last_sent:
+                if offset is None:  # a live, unstored message: never in history
+                    client.ws.send(text)
+                elif offset > last_sent:
                     client.ws.send(text)
                     last_sent = offset
         finally:

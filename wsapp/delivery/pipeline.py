@@ -18,7 +18,7 @@ from gevent.event import AsyncResult, Event
 
 from wsapp.delivery.broker import MemoryBroker
 from wsapp.delivery.store import PENDING, SQLiteStore
-from wsapp.messages import message_raw
+from wsapp.messages import RequestError, message_raw
 
 log = logging.getLogger("wsapp.pipeline")
 
@@ -63,6 +63,12 @@ class Pipeline:
         jobs = [job for job, _ in batch]
         try:
             results = self.store.apply(jobs)
+        except RequestError as exc:  # an expected refusal (store unavailable): one line
+            log.warning("store batch of %d job(s) refused: %s", len(jobs), exc.reason)
+            for _, result in batch:
+                if result is not None:
+                    result.set_exception(exc)
+            return
         except Exception as exc:
             log.exception("store batch of %d job(s) failed", len(jobs))
             for _, result in batch:

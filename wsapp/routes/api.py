@@ -52,7 +52,8 @@ def json_body() -> dict[str, Any]:
 
 @bp.errorhandler(RequestError)
 def on_request_error(exc: RequestError) -> tuple[Response, int]:
-    return api_error(400, exc.code, exc.reason)
+    # `unavailable`: the store (Redis) is down, not the request's fault; retry later.
+    return api_error(503 if exc.code == "unavailable" else 400, exc.code, exc.reason)
 
 
 @bp.errorhandler(HTTPException)
