@@ -284,3 +284,17 @@ def test_message_sizes_are_utf8_bytes_per_message(pair):
                       + build_frame(OP_BINARY, b"abc", mask=MASK))  # one read, two messages
     assert ws.receive() == "€" * 10 and ws.last_message_size == 30
     assert ws.receive() == b"abc" and ws.last_message_size == 3
+
+
+def test_a_message_before_a_bad_frame_is_answered_then_1002(pair):
+    ws, peer, _ = pair
+    # One read: a valid message, then a frame with reserved bits (Autobahn 3.2).
+    peer.sock.sendall(build_frame(OP_TEXT, b"Hello", mask=MASK)
+                      + bytes((0x81 | 0x20, 0x80)) + MASK)
+    msg = ws.receive()
+    assert msg == "Hello" and not ws.closed
+    ws.send(msg)  # the echo must go out
+    assert ws.receive() is None
+    assert peer.next_event() == (EV_MESSAGE, "Hello")
+    kind, (code, _) = peer.next_event()
+    assert kind == EV_CLOSE and code == CLOSE_PROTOCOL_ERROR

@@ -124,8 +124,13 @@ class WebSocket:
 
     @property
     def closed(self) -> bool:
-        """True once either side started closing or the transport died."""
-        return self._close_sent or self._dead or self._receiver.closed
+        """True once either side started closing or the transport died.
+
+        The receiver stopping on a close frame or a protocol error does not count until
+        receive() reaches that event: messages parsed before it are still answered, and the
+        close that follows carries the right code (Autobahn 3.2, 4.1.3, 5.15).
+        """
+        return self._close_sent or self._dead
 
     @property
     def accepted(self) -> bool:
