@@ -237,26 +237,21 @@ class Receiver:
                 text = decoder.decode(chunk, last)
             except UnicodeDecodeError:
                 raise ProtocolError(CLOSE_INVALID_DATA, "text is not valid UTF-8") from None
-            if not last:
-                if text:
-                    self._parts.append(text)
-                return None
-            parts = self._parts
-            self._reset()
-            if parts:
-                parts.append(text)
-                return "".join(parts)
-            return text
+            return self._collect(text, last, "")
+        return self._collect(chunk, last, b"")
+
+    def _collect(self, piece, last: bool, empty):
+        """Keep `piece` of the open message; on the last one, return the whole message."""
         if not last:
-            if chunk:
-                self._parts.append(chunk)
+            if piece:
+                self._parts.append(piece)
             return None
         parts = self._parts
         self._reset()
         if parts:
-            parts.append(chunk)
-            return b"".join(parts)
-        return chunk
+            parts.append(piece)
+            return empty.join(parts)
+        return piece
 
     def _reset(self) -> None:
         self._message_op = 0
