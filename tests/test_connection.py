@@ -5,8 +5,9 @@ import os
 import gevent
 import gevent.socket
 import pytest
+from gevent.exceptions import ConcurrentObjectUseError
 
-from wsapp.connection import ConnectionClosed, WebSocket
+from wsapp.connection import ConnectionClosed, WebSocket, recv
 from wsapp.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -298,3 +299,63 @@ def test_a_message_before_a_bad_frame_is_answered_then_1002(pair):
     assert peer.next_event() == (EV_MESSAGE, "Hello")
     kind, (code, _) = peer.next_event()
     assert kind == EV_CLOSE and code == CLOSE_PROTOCOL_ERROR
+
+
+def test_a_second_concurrent_reader_is_refused(pair):
+    ws, peer, _ = pair
+    reader = gevent.spawn(ws.receive)
+    gevent.sleep(0.01)
+    with pytest.raises(ConcurrentObjectUseError):
+        ws.receive()
+    assert ws.receiving
+    peer.send(OP_TEXT, b"first", fin=True)
+    assert reader.get(timeout=5) == "first"  # the waiting reader was not disturbed
+    assert not ws.receiving
+
+
+def test_recv_returns_data_that_arrives_while_waiting():
+    a, b = gevent.socket.socketpair()
+    try:
+        reader = gevent.spawn(recv, a)
+        gevent.sleep(0.01)
+        assert not reader.ready()
+        b.sendall(b"hello")
+        assert reader.get(timeout=5) == b"hello"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_recv_is_cancelled_when_another_greenlet_closes_the_socket():
+    a, b = gevent.socket.socketpair()
+    try:
+        reader = gevent.spawn(recv, a)
+        gevent.sleep(0.01)
+        a.close()
+        with pytest.raises(OSError):
+            reader.get(timeout=5)
+    finally:
+        b.close()
+
+
+def test_recv_honours_a_socket_timeout():
+    a, b = gevent.socket.socketpair()
+    try:
+        a.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            recv(a)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_recv_wakes_for_a_gevent_timeout_and_can_wait_again():
+    a, b = gevent.socket.socketpair()
+    try:
+        with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
+            recv(a)
+        b.sendall(b"x")  # the watcher was stopped: a second wait works
+        assert recv(a) == b"x"
+    finally:
+        a.close()
+        b.close()

@@ -1,6 +1,7 @@
 """The handler in-process on gevent sockets: handshake helpers, buffered input, refusals."""
 
 import base64
+import functools
 import os
 
 import gevent
@@ -10,7 +11,7 @@ from flask import Flask, request
 
 from wsapp.config import Settings
 from wsapp.frames import OP_TEXT, build_frame
-from wsapp.handler import accept_key, origin_allowed
+from wsapp.handler import accept_key, call_app, origin_allowed, share_header_strings
 from wsapp.protocol import EV_MESSAGE, Receiver
 from wsapp.server import make_server
 
@@ -116,3 +117,44 @@ def test_unknown_path_is_404(server):
     head, _ = read_response(sock)
     assert head.startswith("HTTP/1.1 404")
     sock.close()
+
+
+def test_header_names_and_common_values_are_shared_between_requests():
+    def environ(key: str) -> dict:
+        # Built at run time, as pywsgi does: equal strings, distinct objects.
+        return {"HTTP_" + "user_agent".upper(): "Mozilla/5.0 " + "x" * 10,
+                "HTTP_" + "sec_websocket_key".upper(): key + "=",
+                "REMOTE_PORT": str(40000 + len(key)), "wsgi.input": object()}
+
+    one = share_header_strings(environ("a" * 23))
+    two = share_header_strings(environ("b" * 23))
+    assert one.keys() == two.keys() == environ("c").keys()
+    (ua1, key1), (ua2, key2) = [[k for k in d if k.startswith("HTTP_")] for d in (one, two)]
+    assert ua1 is ua2 and key1 is key2  # one copy of each header name
+    assert one["HTTP_USER_AGENT"] is two["HTTP_USER_AGENT"]  # and of a common value
+    assert one["HTTP_SEC_WEBSOCKET_KEY"] == "a" * 23 + "="  # unique values left as they are
+    assert one["wsgi.input"] is not two["wsgi.input"]
+
+
+class _CallableApp:
+    def __init__(self) -> None:
+        self.calls: list = []
+
+    def __call__(self, environ: dict, start_response) -> list:
+        self.calls.append(environ)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+
+def test_call_app_calls_python_and_builtin_callables_alike():
+    seen = []
+    app = _CallableApp()
+    env = {"PATH_INFO": "/"}
+    assert call_app(app, env, lambda s, h: seen.append(s)) == [b"ok"]
+    assert app.calls == [env] and seen == ["200 OK"]
+
+    def plain(environ, start_response):
+        return [environ["PATH_INFO"].encode()]
+
+    assert call_app(plain, env, None) == [b"/"]
+    assert call_app(functools.partial(plain), env, None) == [b"/"]  # a C-level __call__

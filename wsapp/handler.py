@@ -17,11 +17,15 @@ import binascii
 import hashlib
 import io
 import logging
+import sys
 import time
+from collections.abc import Callable
+from types import FunctionType
+from typing import Any
 from urllib.parse import urlsplit
 
 import gevent
-from gevent.pywsgi import WSGIHandler
+from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler as _StockHandler
 
 from wsapp.config import Settings, from_env
@@ -33,7 +37,10 @@ log = logging.getLogger("wsapp.handler")
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _EMPTY_INPUT = io.BytesIO()
+_NO_BODY = Input(None, 0)
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+# Header values that differ on every connection: interning them would only add entries.
+_UNIQUE_VALUES = frozenset({"HTTP_SEC_WEBSOCKET_KEY", "HTTP_COOKIE", "HTTP_AUTHORIZATION"})
 
 
 class _HandshakeTimeout(BaseException):
@@ -52,6 +59,24 @@ class Rejection(Exception):
         self.status = status
         self.reason = reason
         self.headers = headers or []
+
+
+def share_header_strings(environ: dict) -> dict:
+    """A copy of `environ` whose header names and common header values are interned.
+
+    pywsgi builds each name anew ("HTTP_" + name) for every request, and every connection
+    of a browser sends the same User-Agent, Origin, Accept-Language...: tens of thousands
+    of idle connections can share one copy of each. Interned strings die with their last
+    user, so a client sending odd values leaves nothing behind.
+    """
+    shared = {}
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            key = sys.intern(key)
+            if key not in _UNIQUE_VALUES and type(value) is str and len(value) <= 256:
+                value = sys.intern(value)
+        shared[key] = value
+    return shared
 
 
 def accept_key(key: str) -> str:
@@ -118,9 +143,10 @@ class WebSocketHandler(_StockHandler):
 
     def handle_one_request(self):  # type: ignore[override]
         """Read one request; a client gets `handshake_timeout` seconds to send it all."""
-        timer = gevent.Timeout(self.settings.handshake_timeout, _HandshakeTimeout)
-        self._request_timer = timer
-        timer.start()
+        # Held on self, not in a local: this frame lives as long as the WebSocket does, and
+        # get_environ() drops the timer as soon as the headers are in.
+        self._request_timer = gevent.Timeout(self.settings.handshake_timeout, _HandshakeTimeout)
+        self._request_timer.start()
         try:
             return super().handle_one_request()
         except _HandshakeTimeout:
@@ -128,31 +154,109 @@ class WebSocketHandler(_StockHandler):
                      self._peer(), self.settings.handshake_timeout)
             return None
         finally:
+            self._stop_request_timer()
+
+    def _stop_request_timer(self) -> None:
+        timer = self.__dict__.pop("_request_timer", None)
+        if timer is not None:
             timer.close()
 
     def get_environ(self) -> dict:
         # Called once the request line and headers are in: the deadline no longer applies.
-        timer = getattr(self, "_request_timer", None)
-        if timer is not None:
-            timer.close()
-        return super().get_environ()
+        self._stop_request_timer()
+        return share_header_strings(super().get_environ())
 
     # -- the upgrade -------------------------------------------------------------------
 
     def run_application(self) -> None:
-        environ = self.environ
-        if "websocket" not in environ.get("HTTP_UPGRADE", "").lower():
+        if "websocket" not in self.environ.get("HTTP_UPGRADE", "").lower():
             return WSGIHandler.run_application(self)  # plain HTTP
         self.close_connection = True
+        ws = self._upgrade()
+        if ws is not None:
+            self._serve(ws)
+        return None
+
+    def _upgrade(self) -> WebSocket | None:
+        """Check the handshake and build the WebSocket, or answer the refusal and return None.
+
+        Separate from _serve() so that none of the handshake's temporaries stay referenced
+        from a frame that lives as long as the connection.
+        """
+        env = self.environ
         try:
             headers, deflate = self._check_handshake()
         except Rejection as rej:
-            log.info("handshake refused %s %s: %s %s", self._peer(), environ.get("PATH_INFO"),
+            log.info("handshake refused %s %s: %s %s", self._peer(), env.get("PATH_INFO"),
                      rej.status, rej.reason)
             self._respond(rej.status, rej.headers, rej.reason.encode("utf-8") + b"\n")
             return None
-        self._run_websocket(headers, deflate)
-        return None
+        response = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        self._response_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode(
+            "latin-1")
+        s = self.settings
+        offered = dict(headers)
+        ws = WebSocket(self.socket, env, max_message_size=s.max_message_size,
+                       max_fragments=s.max_fragments, deflate=deflate,
+                       close_timeout=s.close_timeout, accept=self._accept,
+                       initial=self._take_buffered_input(),
+                       protocol=offered.get("Sec-WebSocket-Protocol"),
+                       extensions=offered.get("Sec-WebSocket-Extensions"))
+        self.websocket = ws
+        env["wsgi.websocket"] = ws
+        env["wsgi.websocket_version"] = "13"
+        return ws
+
+    def _accept(self) -> None:
+        """Send the 101 (the WebSocket calls this when the route first uses it)."""
+        self.socket.sendall(self.__dict__.pop("_response_101"))
+        self.status = "101 Switching Protocols"
+        self.code = 101
+        self.headers_sent = True
+        log.info("upgrade %s %s%s", self._peer(), self.environ.get("PATH_INFO"),
+                 " deflate" if self.websocket and self.websocket.extensions else "")
+
+    def _serve(self, ws: WebSocket) -> None:
+        """Run the app on the WebSocket, then close it and log (this frame idles with it)."""
+        env = self.environ
+        tracker = self.tracker
+        tracker.add(ws, env.get("REMOTE_ADDR", ""))
+        answer = _RouteAnswer()
+        failed = False
+        body = b""
+        try:
+            result = call_app(self.application, env, answer)
+            try:
+                if not ws.accepted and not answer.success:
+                    body = b"".join(result)  # the app refused: its response goes out as is
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            failed = True
+            log.exception("route %s raised", env.get("PATH_INFO"))
+        finally:
+            tracker.discard(ws, env.get("REMOTE_ADDR", ""))
+        try:
+            if not ws.accepted and not failed and not answer.success:
+                ws._accept = None  # never upgraded
+                self.__dict__.pop("_response_101", None)
+                self._respond(answer.status, answer.headers, body)
+                log.info("handshake refused by route %s %s: %s", self._peer(),
+                         env.get("PATH_INFO"), answer.status)
+                return
+            if failed or (answer.status or "")[:1] == "5":
+                ws.close(CLOSE_INTERNAL_ERROR, "internal server error")
+            elif not ws.closed or not ws.accepted:
+                ws.close(CLOSE_NORMAL, "")
+        finally:
+            env["wsgi.websocket"] = None
+            self.websocket = None
+            if ws.accepted:
+                log.info("close %s %s %.1fs sent=%s received=%s %s", self._peer(),
+                         env.get("PATH_INFO"), time.monotonic() - ws.opened_at,
+                         ws.sent_close_code, ws.close_code, ws.close_reason)
 
     def _check_handshake(self) -> tuple[list[tuple[str, str]], object]:
         """Validate the upgrade request; return the 101 headers and the deflate state."""
@@ -218,82 +322,6 @@ class WebSocketHandler(_StockHandler):
         offers = [p.strip() for p in offered.split(",")]
         return wanted if wanted in offers else None
 
-    def _run_websocket(self, headers: list[tuple[str, str]], deflate: object) -> None:
-        """Build the WebSocket, run the app, then close and log."""
-        env = self.environ
-        response = "".join(f"{k}: {v}\r\n" for k, v in headers)
-        raw_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode("latin-1")
-        sock = self.socket
-
-        def accept() -> None:
-            nonlocal raw_101
-            sock.sendall(raw_101)
-            raw_101 = b""  # this frame lives as long as the connection: keep nothing in it
-            self.status = "101 Switching Protocols"
-            self.code = 101
-            self.headers_sent = True
-            log.info("upgrade %s %s%s", self._peer(), env.get("PATH_INFO"),
-                     " deflate" if deflate else "")
-
-        s = self.settings
-        ws = WebSocket(sock, env, max_message_size=s.max_message_size,
-                       max_fragments=s.max_fragments, deflate=deflate,
-                       close_timeout=s.close_timeout, accept=accept,
-                       initial=self._take_buffered_input(),
-                       protocol=dict(headers).get("Sec-WebSocket-Protocol"),
-                       extensions=dict(headers).get("Sec-WebSocket-Extensions"))
-        del accept  # the WebSocket holds it, and drops it once used
-        self.websocket = ws
-        env["wsgi.websocket"] = ws
-        env["wsgi.websocket_version"] = "13"
-        tracker = self.tracker
-        ip = env.get("REMOTE_ADDR", "")
-        tracker.add(ws, ip)
-        started = time.monotonic()
-        app_status: list = []
-
-        def start_response(status, response_headers, exc_info=None):
-            app_status[:] = [status, response_headers]
-            return lambda data: None
-
-        failed = False
-        body = b""
-        try:
-            result = self.application(env, start_response)
-            try:
-                if not ws.accepted and not _is_success(app_status):
-                    body = b"".join(result)  # the app refused: its response goes out as is
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        except Exception:
-            failed = True
-            log.exception("route %s raised", env.get("PATH_INFO"))
-        finally:
-            tracker.discard(ws, ip)
-        try:
-            if not ws.accepted and not failed and not _is_success(app_status):
-                status, response_headers = app_status
-                ws._accept = None  # never upgraded
-                self._respond(status, response_headers, body)
-                log.info("handshake refused by route %s %s: %s", self._peer(),
-                         env.get("PATH_INFO"), status)
-                return
-            if failed or (app_status and app_status[0][:1] == "5"):
-                ws.close(CLOSE_INTERNAL_ERROR, "internal server error")
-            elif not ws.closed:
-                ws.close(CLOSE_NORMAL, "")
-            elif not ws.accepted:
-                ws.close(CLOSE_NORMAL, "")
-        finally:
-            env["wsgi.websocket"] = None
-            self.websocket = None
-            if ws.accepted:
-                log.info("close %s %s %.1fs sent=%s received=%s %s", self._peer(),
-                         env.get("PATH_INFO"), time.monotonic() - started, ws.sent_close_code,
-                         ws.close_code, ws.close_reason)
-
     def _take_buffered_input(self) -> bytes:
         """Take bytes pywsgi already buffered past the headers, then drop its reader.
 
@@ -313,8 +341,7 @@ class WebSocketHandler(_StockHandler):
         except (OSError, ValueError):
             pass
         self.environ["wsgi.input"] = _EMPTY_INPUT
-        if self.wsgi_input is not None:
-            self.wsgi_input.rfile = None
+        self.wsgi_input = _NO_BODY  # pywsgi discards the rest of a body when the app returns
         self.__dict__.pop("headers", None)  # pywsgi's parsed copy; environ has them all
         self.rfile = _EMPTY_INPUT
         return data
@@ -353,6 +380,41 @@ class WebSocketHandler(_StockHandler):
         WSGIHandler.log_request(self)
 
 
-def _is_success(app_status: list) -> bool:
-    """A route that returned 1xx/2xx (or nothing) accepted the WebSocket."""
-    return not app_status or app_status[0][:1] in ("1", "2")
+def call_app(app: Callable, environ: dict, start_response: Callable) -> Any:
+    """`app(environ, start_response)`, calling a Python-level ``__call__`` directly.
+
+    Python 3.11 runs ``obj(...)`` through C when ``__call__`` is a method, and a WebSocket
+    route sits inside that call for the connection's whole life: greenlet keeps a heap copy
+    of each such C frame (~0.7 kB per idle connection for Flask's app object).
+    """
+    call = type(app).__call__
+    if type(call) is FunctionType:
+        return call(app, environ, start_response)
+    return app(environ, start_response)
+
+
+class _RouteAnswer:
+    """The route's start_response: the HTTP status it answered with, if any.
+
+    A small object rather than a closure, since it stays referenced while the route runs.
+    """
+
+    __slots__ = ("status", "headers")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.headers: list = []
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Callable:
+        self.status = status
+        self.headers = headers
+        return _ignore_body
+
+    @property
+    def success(self) -> bool:
+        """A route that answered 1xx/2xx (or nothing) accepted the WebSocket."""
+        return self.status is None or self.status[:1] in ("1", "2")
+
+
+def _ignore_body(data: bytes) -> None:
+    """The write() callable handed to a WebSocket route: HTTP body bytes have no place."""

@@ -56,7 +56,7 @@ class Receiver:
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
-        self._buf = bytearray()
+        self._buf: bytes | bytearray = b""  # a bytearray only while a frame is incomplete
         self._max_size = max_message_size
         self._max_fragments = max_fragments
         self._deflate = deflate
@@ -66,7 +66,7 @@ class Receiver:
         self._message_op = 0  # OP_TEXT/OP_BINARY while a fragmented message is open
         self._fragments = 0
         self._size = 0  # bytes of the open message so far (after decompression)
-        self._parts: list = []
+        self._parts: list | None = None  # pieces of a fragmented message, once there are two
         self._decoder = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
@@ -89,7 +89,7 @@ class Receiver:
             self._feed(data, events)
         except ProtocolError as exc:
             self.closed = True
-            self._buf = bytearray()
+            self._buf = b""
             events.append((EV_ERROR, exc))
         return events
 
@@ -186,7 +186,10 @@ class Receiver:
             else:
                 break
         if view is buf:
-            del buf[:pos]
+            if pos < end:
+                del buf[:pos]
+            else:
+                self._buf = b""  # an emptied bytearray may keep its capacity
         elif pos < end:
             self._buf = bytearray(view[pos:])
 
@@ -244,7 +247,10 @@ class Receiver:
         """Keep `piece` of the open message; on the last one, return the whole message."""
         if not last:
             if piece:
-                self._parts.append(piece)
+                if self._parts is None:
+                    self._parts = [piece]
+                else:
+                    self._parts.append(piece)
             return None
         parts = self._parts
         self._reset()
@@ -255,7 +261,7 @@ class Receiver:
 
     def _reset(self) -> None:
         self._message_op = 0
-        self._parts = []
+        self._parts = None
         self._decoder = None
         self._size = 0
         self._compressed = False
