@@ -164,6 +164,9 @@ class WebSocketHandler(_StockHandler):
     def get_environ(self) -> dict:
         # Called once the request line and headers are in: the deadline no longer applies.
         self._stop_request_timer()
+        # "GET" and "HTTP/1.1" as one shared copy each, in environ too
+        self.command = sys.intern(self.command)
+        self.request_version = sys.intern(self.request_version)
         return share_header_strings(super().get_environ())
 
     # -- the upgrade -------------------------------------------------------------------
