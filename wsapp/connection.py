@@ -37,6 +37,7 @@ from wsapp.frames import (
     build_close_payload,
     build_frame,
 )
+from wsapp.logsoon import log_soon
 from wsapp.protocol import (
     EV_CLOSE,
     EV_ERROR,
@@ -537,7 +538,7 @@ class WebSocket:
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame with `code`, then close TCP."""
-        log.info("closing %s: %d %s", self.path, code, reason)
+        log_soon(log, logging.INFO, "closing %s: %d %s", self.path, code, reason)
         self._send_close(code, reason)
         self.close_code = CLOSE_ABNORMAL
         self.close_reason = reason

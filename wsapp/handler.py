@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from logging import ERROR, INFO
 from types import FunctionType
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from geventwebsocket.handler import WebSocketHandler as _StockHandler
 from wsapp.config import Settings, from_env
 from wsapp.connection import WebSocket
 from wsapp.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
+from wsapp.logsoon import log_soon
 from wsapp.tracker import ConnectionTracker
 
 log = logging.getLogger("wsapp.handler")
@@ -150,7 +152,7 @@ class WebSocketHandler(_StockHandler):
         try:
             return super().handle_one_request()
         except _HandshakeTimeout:
-            log.info("handshake timeout: %s sent no complete request within %.1fs",
+            log_soon(log, INFO, "handshake timeout: %s sent no complete request within %.1fs",
                      self._peer(), self.settings.handshake_timeout)
             return None
         finally:
@@ -190,8 +192,8 @@ class WebSocketHandler(_StockHandler):
         try:
             headers, deflate = self._check_handshake()
         except Rejection as rej:
-            log.info("handshake refused %s %s: %s %s", self._peer(), env.get("PATH_INFO"),
-                     rej.status, rej.reason)
+            log_soon(log, INFO, "handshake refused %s %s: %s %s", self._peer(),
+                     env.get("PATH_INFO"), rej.status, rej.reason)
             self._respond(rej.status, rej.headers, rej.reason.encode("utf-8") + b"\n")
             return None
         response = "".join(f"{k}: {v}\r\n" for k, v in headers)
@@ -216,7 +218,7 @@ class WebSocketHandler(_StockHandler):
         self.status = "101 Switching Protocols"
         self.code = 101
         self.headers_sent = True
-        log.info("upgrade %s %s%s", self._peer(), self.environ.get("PATH_INFO"),
+        log_soon(log, INFO, "upgrade %s %s%s", self._peer(), self.environ.get("PATH_INFO"),
                  " deflate" if self.websocket and self.websocket.extensions else "")
 
     def _serve(self, ws: WebSocket) -> None:
@@ -236,9 +238,9 @@ class WebSocketHandler(_StockHandler):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        except Exception:
+        except Exception as exc:
             failed = True
-            log.exception("route %s raised", env.get("PATH_INFO"))
+            log_soon(log, ERROR, "route %s raised", env.get("PATH_INFO"), exc_info=exc)
         finally:
             tracker.discard(ws, env.get("REMOTE_ADDR", ""))
         try:
@@ -246,7 +248,7 @@ class WebSocketHandler(_StockHandler):
                 ws._accept = None  # never upgraded
                 self.__dict__.pop("_response_101", None)
                 self._respond(answer.status, answer.headers, body)
-                log.info("handshake refused by route %s %s: %s", self._peer(),
+                log_soon(log, INFO, "handshake refused by route %s %s: %s", self._peer(),
                          env.get("PATH_INFO"), answer.status)
                 return
             if failed or (answer.status or "")[:1] == "5":
@@ -257,7 +259,7 @@ class WebSocketHandler(_StockHandler):
             env["wsgi.websocket"] = None
             self.websocket = None
             if ws.accepted:
-                log.info("close %s %s %.1fs sent=%s received=%s %s", self._peer(),
+                log_soon(log, INFO, "close %s %s %.1fs sent=%s received=%s %s", self._peer(),
                          env.get("PATH_INFO"), time.monotonic() - ws.opened_at,
                          ws.sent_close_code, ws.close_code, ws.close_reason)
 
