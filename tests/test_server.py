@@ -176,3 +176,48 @@ def test_invalid_setting_gives_a_clear_error(invalid_runs, name):
     assert code != 0
     assert "Traceback" not in err, err
     assert mentions in err, err
+
+
+def test_connections_run_and_close_in_process_even_when_handle_raises():
+    """make_server's own connection start (one C call shallower than gevent's) keeps
+    gevent's contract: handle(sock, address) runs, and the socket is closed afterwards,
+    also when handle raises."""
+    import gevent
+    import gevent.socket
+
+    from wsapp.server import Server, make_server
+
+    seen = []
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = make_server(app, Settings(host="127.0.0.1", port=0))
+    assert isinstance(server, Server)
+    server.start()
+    original = server._handle  # set by start()
+
+    def handle(sock, address):
+        seen.append(address)
+        if len(seen) == 2:
+            raise RuntimeError("handler bug")
+        return original(sock, address)
+
+    server._handle = handle
+    try:
+        for expect in (b"HTTP/1.1 200 OK", b""):
+            client = gevent.socket.create_connection(("127.0.0.1", server.server_port))
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            with gevent.Timeout(5):
+                try:
+                    while chunk := client.recv(4096):
+                        reply += chunk
+                except ConnectionResetError:  # closed with our request unread: an RST
+                    pass
+            client.close()
+            assert reply[:len(expect) or None] == expect  # the second: closed, no answer
+        assert len(seen) == 2
+    finally:
+        server.stop(timeout=1)

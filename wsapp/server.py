@@ -22,13 +22,39 @@ from wsapp.tracker import ConnectionTracker
 log = logging.getLogger("wsapp.server")
 
 
+class Server(WSGIServer):
+    """gevent's WSGIServer, starting each connection's greenlet one C call shallower.
+
+    gevent runs a connection as ``handle(*args)``, which Python 3.11 executes through C; the
+    greenlet keeps a copy of that C frame for as long as the connection lives (~0.5 kB of
+    each idle connection). Calling ``handle(sock, address)`` stays in the interpreter.
+    """
+
+    def do_handle(self, *args: object) -> None:
+        if len(args) != 2 or self._spawn is None:
+            return super().do_handle(*args)
+        try:
+            self._spawn(_serve_connection, self._handle, self.do_close, *args)
+        except BaseException:
+            self.do_close(*args)
+            raise
+        return None
+
+
+def _serve_connection(handle: Callable, close: Callable, sock: object, address: object) -> None:
+    try:
+        handle(sock, address)
+    finally:
+        close(sock, address)
+
+
 def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
     """A WSGIServer serving `app` with wsapp's WebSocket handler and settings."""
     listener = listener or (settings.host, settings.port)
     # A socket we are handed was listen()ed by its owner; gevent refuses a backlog for it.
     # Otherwise the default 128 drops SYNs in a burst of handshakes.
     sized = {} if hasattr(listener, "accept") else {"backlog": settings.backlog}
-    server = WSGIServer(
+    server = Server(
         listener,
         app,
         handler_class=WebSocketHandler,
