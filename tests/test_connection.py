@@ -7,7 +7,7 @@ import gevent.socket
 import pytest
 from gevent.exceptions import ConcurrentObjectUseError
 
-from wsapp.connection import ConnectionClosed, WebSocket, recv
+from wsapp.connection import ConnectionClosed, WebSocket
 from wsapp.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -21,6 +21,7 @@ from wsapp.frames import (
     build_frame,
 )
 from wsapp.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
+from wsapp.sockio import read
 
 MASK = b"\x0a\x0b\x0c\x0d"
 
@@ -313,23 +314,25 @@ def test_a_second_concurrent_reader_is_refused(pair):
     assert not ws.receiving
 
 
-def test_recv_returns_data_that_arrives_while_waiting():
+def test_read_returns_data_that_arrives_while_waiting():
     a, b = gevent.socket.socketpair()
     try:
-        reader = gevent.spawn(recv, a)
+        reader = gevent.spawn(lambda: bytes(read(a)))
         gevent.sleep(0.01)
         assert not reader.ready()
         b.sendall(b"hello")
         assert reader.get(timeout=5) == b"hello"
+        b.close()
+        assert read(a) == b""  # EOF
     finally:
         a.close()
         b.close()
 
 
-def test_recv_is_cancelled_when_another_greenlet_closes_the_socket():
+def test_read_is_cancelled_when_another_greenlet_closes_the_socket():
     a, b = gevent.socket.socketpair()
     try:
-        reader = gevent.spawn(recv, a)
+        reader = gevent.spawn(read, a)
         gevent.sleep(0.01)
         a.close()
         with pytest.raises(OSError):
@@ -338,24 +341,24 @@ def test_recv_is_cancelled_when_another_greenlet_closes_the_socket():
         b.close()
 
 
-def test_recv_honours_a_socket_timeout():
+def test_read_honours_a_socket_timeout():
     a, b = gevent.socket.socketpair()
     try:
         a.settimeout(0.05)
         with pytest.raises(TimeoutError):
-            recv(a)
+            read(a)
     finally:
         a.close()
         b.close()
 
 
-def test_recv_wakes_for_a_gevent_timeout_and_can_wait_again():
+def test_read_wakes_for_a_gevent_timeout_and_can_wait_again():
     a, b = gevent.socket.socketpair()
     try:
         with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
-            recv(a)
+            read(a)
         b.sendall(b"x")  # the watcher was stopped: a second wait works
-        assert recv(a) == b"x"
+        assert read(a) == b"x"
     finally:
         a.close()
         b.close()

@@ -61,6 +61,36 @@ def test_any_split_gives_the_same_events(step):
     assert whole[1] == (EV_MESSAGE, "abç€")
 
 
+def feed_through_one_buffer(receiver, data, cuts):
+    """Feed `data` cut at `cuts`, each read a view of one reused buffer that the next read
+    overwrites (as the server's shared read buffer is): nothing kept may point into it."""
+    buffer = bytearray(len(data))
+    view = memoryview(buffer)
+    events, start = [], 0
+    for end in list(cuts) + [len(data)]:
+        n = end - start
+        buffer[:n] = data[start:end]
+        events += receiver.feed(view[:n])
+        buffer[:] = b"\xee" * len(buffer)  # the next read lands on top
+        start = end
+    return events
+
+
+@pytest.mark.parametrize("cut", [1, 2, 5, 9, 13, 14, 20, 139, 140, 141])
+def test_a_frame_begun_in_one_read_finishes_in_a_large_next_read(cut):
+    # The carried bytes (a header, or a control frame) are finished from the next read and
+    # the rest of that read is parsed in place: same events as one read, at every cut.
+    frames = [f(OP_PING, b"p" * 125), f(OP_BINARY, os.urandom(70000)), f(OP_TEXT, b"a" * 200),
+              f(OP_TEXT, b"s"), f(OP_CLOSE, build_close_payload(1000, "bye"))]
+    data = b"".join(frames)
+    whole = Receiver(1 << 20).feed(data)
+    for base in (0, len(frames[0]), len(frames[0]) + len(frames[1])):
+        cuts = [base + cut] if base + cut < len(data) else []
+        got = feed_through_one_buffer(Receiver(1 << 20), data, [base] * bool(base) + cuts)
+        assert got == whole
+    assert [k for k, _ in whole] == [EV_PING, EV_MESSAGE, EV_MESSAGE, EV_MESSAGE, EV_CLOSE]
+
+
 def test_large_frame_is_consumed_as_it_arrives():
     r = Receiver(1 << 24)
     payload = os.urandom(1 << 20)

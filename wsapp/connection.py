@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 from gevent import get_hub, getcurrent
 from gevent.event import Event
-from gevent.exceptions import ConcurrentObjectUseError, InvalidSwitchError
+from gevent.exceptions import ConcurrentObjectUseError
 from gevent.lock import Semaphore
 from geventwebsocket.exceptions import WebSocketError
 
@@ -47,41 +47,9 @@ from wsapp.protocol import (
     Receiver,
     encode_message,
 )
+from wsapp.sockio import RECV_SIZE, read, send_all
 
 log = logging.getLogger("wsapp.connection")
-
-RECV_SIZE = 65536
-
-
-def recv(sock: socket.socket) -> bytes:
-    """`sock.recv(RECV_SIZE)` for a gevent socket, parking the greenlet on the read watcher.
-
-    Every idle connection is a greenlet suspended in here, and greenlet keeps a heap copy of
-    its C stack. gevent's own recv waits through four nested Cython calls (waiter, hub
-    primitives); switching to the hub straight from this frame keeps ~1 kB less per
-    connection. Sockets with a timeout, or not gevent's, take the ordinary path.
-    """
-    raw = getattr(sock, "_sock", None)
-    watcher = getattr(sock, "_read_event", None)
-    if watcher is None or raw is None or sock.timeout is not None:
-        return sock.recv(RECV_SIZE)
-    while True:
-        try:
-            return raw.recv(RECV_SIZE)
-        except BlockingIOError:
-            pass
-        if watcher.callback is not None:
-            raise ConcurrentObjectUseError(f"socket already read by {watcher.callback!r}")
-        # gevent's cancel_wait (the socket closed by another greenlet) throws into the
-        # greenlet found as the callback's __self__: this greenlet, as with gevent's waiter.
-        watcher.start(getcurrent().switch, watcher)
-        try:
-            woken = sock.hub.switch()
-        finally:
-            watcher.stop()
-        if woken is not watcher:
-            raise InvalidSwitchError(f"woken by {woken!r} while waiting to read")
-
 
 class Traffic:
     """Process-wide counters read by /metrics: plain ints, cheap on the per-message path."""
@@ -244,7 +212,7 @@ class WebSocket:
             if self._corked is not None:
                 self._uncork()  # about to wait for input: everything we owe goes out first
             try:
-                data = recv(self._sock)
+                data = read(self._sock)
             except OSError:
                 data = b""
             if not data:
@@ -342,7 +310,7 @@ class WebSocket:
                 self._release_corked()  # to the outbox's front: they were sent earlier
             while outbox and not self._dead:
                 item = outbox[0]
-                self._sock.sendall(item)
+                send_all(self._sock, item)
                 outbox.popleft()
                 self._outbox_bytes -= len(item)
         except OSError:
@@ -398,7 +366,7 @@ class WebSocket:
                 self._outbox_bytes += len(data)
             return
         try:
-            self._sock.sendall(held + data if data else held)
+            send_all(self._sock, held + data if data else held)
         except OSError as exc:
             self._transport_lost()
             raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None
@@ -436,7 +404,7 @@ class WebSocket:
             self._outbox_bytes += len(data)
             return
         try:
-            self._sock.sendall(data)
+            send_all(self._sock, data)
         except OSError as exc:
             self._transport_lost()
             raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None

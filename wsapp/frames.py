@@ -129,7 +129,7 @@ def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     n = len(data)
     if n <= 8:
         return bytes(b ^ mask[i & 3] for i, b in enumerate(data))
-    key = mask * ((n >> 2) + 1)
+    key = bytes(mask) * ((n >> 2) + 1)
     return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(
         n, "little")
 

@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import io
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -199,6 +200,7 @@ class WebSocketHandler(_StockHandler):
         response = "".join(f"{k}: {v}\r\n" for k, v in headers)
         self._response_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode(
             "latin-1")
+        _no_delay(self.socket)
         s = self.settings
         offered = dict(headers)
         ws = WebSocket(self.socket, env, max_message_size=s.max_message_size,
@@ -396,6 +398,19 @@ def call_app(app: Callable, environ: dict, start_response: Callable) -> Any:
     if type(call) is FunctionType:
         return call(app, environ, start_response)
     return app(environ, start_response)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off: a message must not wait for the ACK of the one before.
+
+    With it on, a push that follows another within a round trip is held back (up to the
+    peer's delayed-ACK timer, 40 ms on Linux), and so is the tail of every large frame.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the peer is already gone; the first read or write will say so
 
 
 class _RouteAnswer:

@@ -47,6 +47,11 @@ Event = tuple[int, str | bytes | tuple[int, str] | ProtocolError]
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 
 
+# The most a read can leave unparsed: a header, or a control frame's header and payload
+# (data payloads are taken as they arrive).
+_MAX_CARRY = 14 + 125
+
+
 class Receiver:
     """Turns the bytes a client sends into events; raises ProtocolError on any violation."""
 
@@ -56,7 +61,7 @@ class Receiver:
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
-        self._buf: bytes | bytearray = b""  # a bytearray only while a frame is incomplete
+        self._buf = b""  # the start of a frame whose header is not all here yet
         self._max_size = max_message_size
         self._max_fragments = max_fragments
         self._deflate = deflate
@@ -93,13 +98,29 @@ class Receiver:
             events.append((EV_ERROR, exc))
         return events
 
-    def _feed(self, data: bytes, events: list[Event]) -> None:
-        buf = self._buf
-        if buf:
-            buf += data
-            view = buf
-        else:
-            view = data  # fast path: nothing pending, parse straight from the new bytes
+    def _feed(self, data: bytes | memoryview, events: list[Event]) -> None:
+        carry = self._buf
+        if carry:
+            # A header (or a control frame) began in the last read. Finish it from the fewest
+            # new bytes, then parse the rest of a large read in place, not copied behind it.
+            self._buf = b""
+            if len(data) > _MAX_CARRY:
+                joined = carry + bytes(data[:_MAX_CARRY])
+                pos = self._parse(joined, events)
+                if self.closed:
+                    return
+                if pos >= len(carry):
+                    data = data[pos - len(carry):]
+                else:  # unreachable (what is carried fits in _MAX_CARRY), but stay exact
+                    data = joined[pos:] + bytes(data[_MAX_CARRY:])
+            else:
+                data = carry + bytes(data)
+        pos = self._parse(data, events)
+        if pos < len(data) and not self.closed:
+            self._buf = bytes(data[pos:])
+
+    def _parse(self, view: bytes | memoryview, events: list[Event]) -> int:
+        """Parse frames from `view`, appending events; return how many bytes were used."""
         pos = 0
         end = len(view)
         fast = self._mask_required and self._head is None
@@ -185,13 +206,7 @@ class Receiver:
                         events.append((EV_MESSAGE, message))
             else:
                 break
-        if view is buf:
-            if pos < end:
-                del buf[:pos]
-            else:
-                self._buf = b""  # an emptied bytearray may keep its capacity
-        elif pos < end:
-            self._buf = bytearray(view[pos:])
+        return pos
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == OP_CLOSE:
