@@ -21,7 +21,6 @@ from wsapp.frames import (
     build_frame,
 )
 from wsapp.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
-from wsapp.sockio import read
 
 MASK = b"\x0a\x0b\x0c\x0d"
 
@@ -312,53 +311,3 @@ def test_a_second_concurrent_reader_is_refused(pair):
     peer.send(OP_TEXT, b"first", fin=True)
     assert reader.get(timeout=5) == "first"  # the waiting reader was not disturbed
     assert not ws.receiving
-
-
-def test_read_returns_data_that_arrives_while_waiting():
-    a, b = gevent.socket.socketpair()
-    try:
-        reader = gevent.spawn(lambda: bytes(read(a)))
-        gevent.sleep(0.01)
-        assert not reader.ready()
-        b.sendall(b"hello")
-        assert reader.get(timeout=5) == b"hello"
-        b.close()
-        assert read(a) == b""  # EOF
-    finally:
-        a.close()
-        b.close()
-
-
-def test_read_is_cancelled_when_another_greenlet_closes_the_socket():
-    a, b = gevent.socket.socketpair()
-    try:
-        reader = gevent.spawn(read, a)
-        gevent.sleep(0.01)
-        a.close()
-        with pytest.raises(OSError):
-            reader.get(timeout=5)
-    finally:
-        b.close()
-
-
-def test_read_honours_a_socket_timeout():
-    a, b = gevent.socket.socketpair()
-    try:
-        a.settimeout(0.05)
-        with pytest.raises(TimeoutError):
-            read(a)
-    finally:
-        a.close()
-        b.close()
-
-
-def test_read_wakes_for_a_gevent_timeout_and_can_wait_again():
-    a, b = gevent.socket.socketpair()
-    try:
-        with pytest.raises(gevent.Timeout), gevent.Timeout(0.05):
-            read(a)
-        b.sendall(b"x")  # the watcher was stopped: a second wait works
-        assert read(a) == b"x"
-    finally:
-        a.close()
-        b.close()

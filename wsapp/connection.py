@@ -45,9 +45,9 @@ from wsapp.protocol import (
     EV_PING,
     EV_PONG,
     Receiver,
-    encode_message,
+    encode_parts,
 )
-from wsapp.sockio import RECV_SIZE, read, send_all
+from wsapp.sockio import GATHER_MIN, RECV_SIZE, read, send_all
 
 log = logging.getLogger("wsapp.connection")
 
@@ -235,14 +235,17 @@ class WebSocket:
         with self._send_lock:
             # Encoding sits inside the lock: a shared deflate context must see messages in
             # the order they hit the wire.
-            frame = encode_message(message, binary, self._deflate)
-            if self._ppos < len(self._pending) and self._outbox is None and \
+            header, payload = encode_parts(message, binary, self._deflate)
+            size = len(header) + len(payload)
+            if size >= GATHER_MIN:
+                self._write(header, payload)
+            elif self._ppos < len(self._pending) and self._outbox is None and \
                     self._cork_owner is getcurrent():
-                self._cork(frame)
+                self._cork(header + payload)
             else:
-                self._write(frame)
+                self._write(header + payload)
         TRAFFIC.messages_out += 1
-        TRAFFIC.bytes_out += len(frame)
+        TRAFFIC.bytes_out += size
 
     def send_frame(self, frame: bytes) -> None:
         """Send pre-built frame bytes (fan-out builds a frame once for many connections)."""
@@ -384,8 +387,9 @@ class WebSocket:
                 except ConnectionClosed:
                     pass
 
-    def _write(self, data: bytes) -> None:
-        """Write under the send lock; a dead socket marks the connection dead.
+    def _write(self, data: bytes, tail: bytes = b"") -> None:
+        """Write `data` (then `tail`) under the send lock; a dead socket marks the
+        connection dead.
 
         While a fan-out backlog exists, the frame joins its end instead, so nothing ever
         overtakes frames already queued (the flusher may not hold the lock yet).
@@ -393,18 +397,18 @@ class WebSocket:
         if self._accept is not None:
             self._do_accept()
         if self._corked is not None:
-            self._release_corked(data)
-            data = b""
+            self._release_corked(data + tail)
+            data = tail = b""
         if self._dead:
             raise ConnectionClosed(self.close_code or CLOSE_ABNORMAL, "connection lost")
         if not data:
             return
         if self._outbox is not None:
-            self._outbox.append(data)
-            self._outbox_bytes += len(data)
+            self._outbox.append(data + tail)
+            self._outbox_bytes += len(data) + len(tail)
             return
         try:
-            send_all(self._sock, data)
+            send_all(self._sock, data, tail)
         except OSError as exc:
             self._transport_lost()
             raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None

@@ -285,6 +285,17 @@ class Receiver:
 def encode_message(data: str | bytes, binary: bool,
                    deflate: PerMessageDeflate | None = None) -> bytes:
     """The bytes of one unfragmented, unmasked (server-to-client) data message."""
+    header, payload = encode_parts(data, binary, deflate)
+    return header + payload
+
+
+def encode_parts(data: str | bytes, binary: bool,
+                 deflate: PerMessageDeflate | None = None) -> tuple[bytes, bytes]:
+    """The header and payload of one unfragmented, unmasked data message.
+
+    Apart, so that a large payload can go to the kernel beside its header (sendmsg)
+    without being copied behind it.
+    """
     if isinstance(data, str):
         payload = data.encode("utf-8")
     else:
@@ -292,8 +303,8 @@ def encode_message(data: str | bytes, binary: bool,
     opcode = OP_BINARY if binary else OP_TEXT
     if deflate is not None and deflate.should_compress(payload):
         payload = deflate.compress(payload)
-        return build_header(opcode, len(payload), rsv1=True) + payload
+        return build_header(opcode, len(payload), rsv1=True), payload
     n = len(payload)
     if n < 126:  # the common small message: a two-byte header, built inline
-        return bytes((0x80 | opcode, n)) + payload
-    return build_header(opcode, n) + payload
+        return bytes((0x80 | opcode, n)), payload
+    return build_header(opcode, n), payload

@@ -15,7 +15,10 @@ from typing import Any
 from gevent import getcurrent
 from gevent.exceptions import ConcurrentObjectUseError, InvalidSwitchError
 
-RECV_SIZE = 65536
+RECV_SIZE = 262144
+# Frames at least this large are written as header + payload in one sendmsg: copying the
+# payload behind its header costs more than the second iovec.
+GATHER_MIN = 16384
 # One read buffer for the whole process: greenlets take turns, and every read is parsed
 # before its greenlet can yield. A read allocates nothing, and large frames arrive whole.
 _READ_BUFFER = bytearray(RECV_SIZE)
@@ -40,21 +43,36 @@ def read(sock: socket.socket) -> memoryview | bytes:
         _wait(sock.hub, watcher)
 
 
-def send_all(sock: socket.socket, data: bytes | memoryview) -> None:
-    """`sock.sendall(data)`: returns once the kernel has taken every byte."""
+def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -> None:
+    """`sock.sendall(data + tail)`, returning once the kernel has taken every byte.
+
+    With a `tail` (a large payload behind its header) both go in one sendmsg call, so the
+    payload is never copied to sit behind the header.
+    """
     raw = getattr(sock, "_sock", None)
     watcher = getattr(sock, "_write_event", None)
     if watcher is None or raw is None or sock.timeout is not None:
-        sock.sendall(data)
+        sock.sendall(data + tail if tail else data)
         return
     try:
-        sent = raw.send(data)
+        sent = raw.sendmsg((data, tail)) if tail else raw.send(data)
     except BlockingIOError:
         sent = 0
-    size = len(data)
-    if sent == size:
+    head = len(data)
+    if sent == head + len(tail):
         return
+    # The kernel took part of it (its buffer is full): finish with plain sends as it drains.
+    if sent < head:
+        _send_rest(sock, raw, watcher, data, sent)
+        sent = head
+    if tail:
+        _send_rest(sock, raw, watcher, tail, sent - head)
+
+
+def _send_rest(sock: Any, raw: socket.socket, watcher: Any, data: bytes | memoryview,
+               sent: int) -> None:
     view = memoryview(data)
+    size = len(view)
     while sent < size:
         _wait(sock.hub, watcher)
         try:
