@@ -323,16 +323,10 @@ class GlobalPresence:
         if not self.backend.up or self._need_resync:
             return None
         self._flush()
-        try:
-            pipe = self.backend.client.pipeline(transaction=False)
-            pipe.hkeys(self._prefix + "pu:" + channel)
-            pipe.hvals(self._prefix + "pn:" + channel)
-            users, conns = pipe.execute()
-        except PoolBusy:
+        got = self._read(("hkeys", "pu:" + channel), ("hvals", "pn:" + channel))
+        if got is None:
             return None
-        except UNREACHABLE as exc:
-            self.backend.mark_down(exc)
-            return None
+        users, conns = got
         members = sorted(u.decode("utf-8") for u in users)
         return {"members": members, "count": len(members),
                 "connections": sum(int(n) for n in conns)}
@@ -341,13 +335,8 @@ class GlobalPresence:
         """Whether `user` has a connection on any process (False when Redis is down)."""
         if not self.backend.up:
             return False
-        try:
-            return bool(self.backend.client.hexists(self._prefix + "online", user))
-        except PoolBusy:
-            return False
-        except UNREACHABLE as exc:
-            self.backend.mark_down(exc)
-            return False
+        got = self._read(("hexists", "online", user))
+        return bool(got and got[0])
 
     def online(self) -> dict | None:
         """Users online and connections everywhere (cached STATS_CACHE s); None when down."""
@@ -356,19 +345,30 @@ class GlobalPresence:
             return self._stats[1]
         if not self.backend.up:
             return None
+        got = self._read(("hlen", "online"), ("hvals", "conns"))
+        if got is None:
+            return None
+        users, conns = got
+        figures = {"users": int(users), "connections": sum(int(n) for n in conns)}
+        self._stats = (now, figures)
+        return figures
+
+    def _read(self, *commands: tuple[str, ...]) -> list | None:
+        """Run read commands, each (name, key without prefix, args...), in one round trip.
+
+        None when the pool is busy (overload: the caller shows local figures) or Redis is
+        unreachable (marked down, which starts the reconnect and the resync after it).
+        """
         try:
             pipe = self.backend.client.pipeline(transaction=False)
-            pipe.hlen(self._prefix + "online")
-            pipe.hvals(self._prefix + "conns")
-            users, conns = pipe.execute()
+            for name, key, *args in commands:
+                getattr(pipe, name)(self._prefix + key, *args)
+            return pipe.execute()
         except PoolBusy:
             return None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
             return None
-        figures = {"users": int(users), "connections": sum(int(n) for n in conns)}
-        self._stats = (now, figures)
-        return figures
 
     def close(self) -> None:
         """Stop beating and writing, and take this process's share out of Redis at once.
