@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import tracemalloc
@@ -373,6 +374,24 @@ def test_params_validate_window_bits() -> None:
         DeflateParams(client_max_window_bits=16)
     with pytest.raises(ValueError):
         PerMessageDeflate(DeflateParams(), mem_level=0)
+    for level in (0, 10):
+        with pytest.raises(ValueError):
+            PerMessageDeflate(DeflateParams(), level=level)
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_every_level_round_trips_and_higher_levels_compress_more(level: int) -> None:
+    rng = random.Random(7)
+    text = json.dumps([{"user": f"u{rng.randrange(500)}", "price": round(rng.random() * 100, 4),
+                        "ts": 1_700_000_000 + i, "channel": "prices:BTC"}
+                       for i in range(4000)]).encode()
+    sent = PerMessageDeflate(DeflateParams(), level=level).compress(text)
+    inflater = zlib.decompressobj(-15)
+    assert inflater.decompress(sent + b"\x00\x00\xff\xff") == text
+    fastest = PerMessageDeflate(DeflateParams(), level=1).compress(text)
+    assert len(sent) < len(text) // 3
+    if level > 1:  # the slower levels earn their CPU on payloads like this one
+        assert len(sent) < len(fastest)
 
 
 # -- RFC 7692 §7.2.3 examples -----------------------------------------------------------------

@@ -129,6 +129,7 @@ INVALID = {
     "port-range": (["--port", "70000"], {}, "70000"),
     "negative-size": (["--max-message-size", "-1"], {}, "max"),
     "negative-timeout": (["--handshake-timeout", "-1"], {}, "handshake"),
+    "deflate-level": ([], {"WSAPP_DEFLATE_LEVEL": "11"}, "deflate_level"),
 }
 
 

@@ -60,6 +60,11 @@ class Settings:
     deflate: bool = field(
         default=True, metadata={"help": "negotiate permessage-deflate (RFC 7692)"}
     )
+    deflate_level: int = field(
+        default=1,
+        metadata={"help": "zlib level 1 (fastest) to 9 for what the server sends; 6 compresses "
+                          "large JSON ~10% smaller at ~3x the CPU"},
+    )
     shutdown_timeout: float = field(
         default=5.0, metadata={"help": "seconds graceful shutdown waits for connections to close"}
     )
@@ -136,6 +141,8 @@ class Settings:
         for name in ("handshake_timeout", "token_ttl", "history_ttl", "push_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be greater than 0, got {getattr(self, name)}")
+        if not 1 <= self.deflate_level <= 9:
+            raise ValueError(f"deflate_level: must be 1..9, got {self.deflate_level}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING or "
                              "ERROR")

@@ -222,13 +222,17 @@ class PerMessageDeflate:
     (with context takeover): ~150 KiB for a 15-bit compressor at mem_level 5 (~260 KiB at
     zlib's default 8), ~40 KiB for a 15-bit inflater; smaller windows shrink both."""
 
-    __slots__ = ("params", "mem_level", "min_size", "_compressor", "_inflater",
+    __slots__ = ("params", "level", "mem_level", "min_size", "_compressor", "_inflater",
                  "_message_fed", "_stream_start")
 
-    def __init__(self, params: DeflateParams, *, mem_level: int = 5, min_size: int = 64) -> None:
+    def __init__(self, params: DeflateParams, *, level: int = 1, mem_level: int = 5,
+                 min_size: int = 64) -> None:
+        if not 1 <= level <= 9:
+            raise ValueError("level must be 1..9")
         if not 1 <= mem_level <= 9:
             raise ValueError("mem_level must be 1..9")
         self.params = params
+        self.level = level
         self.mem_level = mem_level
         self.min_size = min_size
         self._compressor: zlib._Compress | None = None
@@ -251,8 +255,7 @@ class PerMessageDeflate:
         comp = self._compressor
         if comp is None:
             bits = max(self.params.server_max_window_bits, _ZLIB_MIN_DEFLATE_BITS)
-            comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits,
-                                    self.mem_level)
+            comp = zlib.compressobj(self.level, zlib.DEFLATED, -bits, self.mem_level)
         out = comp.compress(data) + comp.flush(zlib.Z_SYNC_FLUSH)
         self._compressor = None if self.params.server_no_context_takeover else comp
         if not out.endswith(_TAIL):  # pragma: no cover - a sync flush always ends so

@@ -312,7 +312,7 @@ class WebSocketHandler(_StockHandler):
             agreed = negotiate(env["HTTP_SEC_WEBSOCKET_EXTENSIONS"])
             if agreed is not None:
                 params, response = agreed
-                deflate = PerMessageDeflate(params)
+                deflate = PerMessageDeflate(params, level=s.deflate_level)
                 headers.append(("Sec-WebSocket-Extensions", response))
         protocol = self._select_protocol()
         if protocol:
