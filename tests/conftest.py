@@ -10,15 +10,15 @@ from __future__ import annotations
 import collections
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import serverproc
 import websocket
-from wsclient import ROOT, SERVE, clean_env, free_port, port_open
+from serverproc import SERVE, free_port, port_open
 
 _UPGRADE = re.compile(r"wsapp\.handler: upgrade (\S+) ")
 _CLOSE = re.compile(r"wsapp\.handler: close (\S+) ")
@@ -32,7 +32,7 @@ class ServerProcess:
         self.args = list(args)
         self.log_path = log_path
         self.script = script
-        self.env = clean_env(**(env or {}))
+        self.env = dict(env or {})
         self.port_flag = port_flag
         self.port = int(self.env.get("WSAPP_PORT", "0"))
         self.proc: subprocess.Popen | None = None
@@ -51,9 +51,7 @@ class ServerProcess:
             if self.port_flag:
                 self.port = free_port()
                 argv += ["--port", str(self.port)]
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(argv + self.args, cwd=ROOT, env=self.env,
-                                             stdout=log, stderr=subprocess.STDOUT)
+            self.proc = serverproc.spawn(argv + self.args, self.log_path, env=self.env)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -71,17 +69,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait up to `timeout`, then SIGKILL; the exit status."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return serverproc.stop(self.proc, timeout)
 
     def url(self, path: str = "/ws/echo") -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
@@ -89,20 +77,11 @@ class ServerProcess:
     # -- the log ---------------------------------------------------------------------------
 
     def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
+        return serverproc.read_log(self.log_path)
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
         """The first match of `pattern` in the log, waiting for it to appear."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self.log())
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not in the log within {timeout}s:\n"
-                                     f"{self.log()[-4000:]}")
-            time.sleep(0.05)
+        return serverproc.wait_for_log(self.log_path, pattern, timeout)
 
     def mark(self) -> None:
         """Look for tracebacks only in what the log gets from now on."""

@@ -11,9 +11,10 @@ import time
 
 import pytest
 import websocket
+from serverproc import ROOT, SERVE, clean_env, free_port, port_open
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
-from wsclient import ROOT, SERVE, RawClient, clean_env, free_port, port_open
+from wsclient import RawClient
 
 from wsapp.config import Settings
 from wsapp.frames import OP_TEXT

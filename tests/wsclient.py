@@ -1,5 +1,4 @@
-"""A raw-socket WebSocket client for tests that must send what real clients never would,
-plus the paths and port helpers the server fixtures use.
+"""A raw-socket WebSocket client for tests that must send what real clients never would.
 
 Frames are built and parsed with wsapp.frames (a pure codec); everything else, from the HTTP
 request to reading the reply, is plain socket code with a deadline on every read.
@@ -18,8 +17,6 @@ from typing import NamedTuple
 
 from wsapp.frames import OP_CLOSE, OP_PING, build_frame, parse_header
 
-ROOT = Path(__file__).resolve().parent.parent
-SERVE = ROOT / "serve.py"
 APPS = Path(__file__).resolve().parent / "apps"
 
 KEY = base64.b64encode(b"0123456789abcdef").decode("ascii")
@@ -42,31 +39,6 @@ class Frame(NamedTuple):
     rsv1: bool
     opcode: int
     payload: bytes
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts connections on 127.0.0.1:`port`."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a server: ours without WSAPP_* settings, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def connect(port: int, timeout: float = 5.0) -> socket.socket:

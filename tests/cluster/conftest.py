@@ -11,15 +11,15 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from realtime.helpers import ROOT, SERVE, RealtimeServer, free_port, raise_nofile
+import serverproc
+from realtime.helpers import RealtimeServer
+from serverproc import free_port
 
 API_KEY = "cluster-key"
 SECRET = "cluster-secret"  # every process must verify every other's tokens
@@ -39,12 +39,10 @@ class RedisServer:
         """Start on `port` (a free one by default) and wait until it answers PING."""
         self.port = port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "redis.log", "ab")
-        self.proc = subprocess.Popen(
+        self.proc = serverproc.spawn(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
-            stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+            self.workdir / "redis.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -68,18 +66,10 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: an abrupt Redis failure."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        serverproc.kill(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        serverproc.stop(self.proc)
 
 
 class ClusterServer(RealtimeServer):
@@ -89,32 +79,19 @@ class ClusterServer(RealtimeServer):
                  argv: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         super().__init__(workdir, flags, api_key)
         self.custom_argv = argv  # "{port}" is replaced by the chosen port
-        self.extra_env = env or {}
+        self.extra_env = dict(env or {})
 
-    def spawn(self) -> ClusterServer:
-        if self.custom_argv is None and not self.extra_env:
-            return super().spawn()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
-        env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **self.extra_env)
-        self.port = free_port()
-        if self.custom_argv is not None:
-            argv = [a.replace("{port}", str(self.port)) for a in self.custom_argv]
-        else:
-            argv = [sys.executable, str(SERVE), "--host", "127.0.0.1", "--port",
-                    str(self.port), "--data-dir", str(self.workdir / "data"), *self.flags]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
-        return self
+    def argv(self) -> list[str]:
+        if self.custom_argv is None:
+            return super().argv()
+        return [a.replace("{port}", str(self.port)) for a in self.custom_argv]
 
     def kill9(self) -> None:
         """SIGKILL the process: no goodbye to Redis, no close frames."""
         for client in self.clients:
             client.abort()
         self.clients.clear()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        serverproc.kill(self.proc)
 
 
 class Cluster:

@@ -8,7 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from realtime.helpers import ROOT, SERVE, Closed
+from realtime.helpers import Closed
+from serverproc import ROOT, SERVE
 
 
 def children(pid: int) -> list[int]:

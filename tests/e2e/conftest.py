@@ -6,17 +6,14 @@ has (tests/run.sh installs it). Screenshots go to artifacts/screenshots/.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import serverproc
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -34,20 +31,13 @@ def chromium_path() -> str | None:
     return None
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """serve.py in a subprocess; stopped (or killed) by its PID, restartable on its port."""
 
     def __init__(self, workdir: Path, *args: str) -> None:
         self.workdir = workdir
         self.args = list(args)
-        self.port = free_port()
+        self.port = serverproc.free_port()
         self.proc: subprocess.Popen | None = None
         self.log_path = workdir / "server.log"
 
@@ -57,49 +47,23 @@ class Server:
 
     def start(self, *extra: str, timeout: float = 20.0) -> Server:
         """Start on self.port and wait until it accepts connections."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
-        env["PYTHONPATH"] = str(ROOT)
-        env["PYTHONUNBUFFERED"] = "1"
-        argv = [sys.executable, str(ROOT / "serve.py"), "--host", "127.0.0.1",
+        argv = [sys.executable, str(serverproc.SERVE), "--host", "127.0.0.1",
                 "--port", str(self.port), "--data-dir", str(self.workdir / "data"),
                 *self.args, *extra]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.kill()
-        raise AssertionError(f"server did not listen within {timeout}s:\n{self.log()}")
+        self.proc = serverproc.spawn(argv, self.log_path, cwd=self.workdir)
+        serverproc.wait_listening(self.proc, self.port, self.log_path, timeout)
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to the clients, as in a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        serverproc.kill(self.proc)
 
     def stop(self) -> None:
         """SIGTERM (graceful shutdown), SIGKILL if that takes too long."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        serverproc.stop(self.proc)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text("utf-8", "replace")[-4000:]
-        except FileNotFoundError:
-            return ""
+        return serverproc.read_log(self.log_path, 4000)
 
 
 @pytest.fixture(scope="session")

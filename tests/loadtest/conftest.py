@@ -8,49 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import serverproc
 
 from wsapp.loadtest import client
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _env() -> dict[str, str]:
-    # The server and the tool must not pick up settings from the developer's shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes] | None, log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"serve.py exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"serve.py did not listen on {port} within 20 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="session")
@@ -60,25 +28,17 @@ def lt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external.rstrip("/")
         return
-    port = free_port()
+    port = serverproc.free_port()
     home = tmp_path_factory.mktemp("lt_server")
     log = home / "serve.log"
     # Its own data dir, so the token secret and store do not land in the work tree.
-    cmd = [sys.executable, str(ROOT / "serve.py"), "--port", str(port),
-           "--data-dir", str(home / "data")]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=out, stderr=subprocess.STDOUT)
+    proc = serverproc.spawn([sys.executable, str(serverproc.SERVE), "--port", str(port),
+                             "--data-dir", str(home / "data")], log)
     try:
-        _wait_listening(port, proc, log)
+        serverproc.wait_listening(proc, port, log)
         yield f"ws://127.0.0.1:{port}"
     finally:
-        # Stop only the process we started, by its PID: SIGTERM, then SIGKILL.
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        serverproc.stop(proc)
 
 
 @pytest.fixture
@@ -110,8 +70,8 @@ def _run_loadtest(args: list[str], tmp_path: Path, *, timeout: float = 120,
     report_path = tmp_path / "report.json"
     cmd = [sys.executable, "-m", "wsapp.loadtest", *args, "--quiet",
            "--json", str(report_path)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec)
+    proc = subprocess.run(cmd, cwd=serverproc.ROOT, env=serverproc.clean_env(),
+                          capture_output=True, text=True, timeout=timeout, preexec_fn=preexec)
     report = json.loads(report_path.read_text()) if report_path.exists() else None
     return Run(proc.returncode, proc.stdout + proc.stderr, report)
 
@@ -125,4 +85,4 @@ def run_loadtest() -> Any:
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port nothing listens on."""
-    return free_port()
+    return serverproc.free_port()

@@ -11,10 +11,8 @@ from __future__ import annotations
 import http.client
 import itertools
 import json
-import os
 import re
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -23,11 +21,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import serverproc
 import websocket
 from prometheus_client.parser import text_string_to_metric_families
+from serverproc import SERVE, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVE = ROOT / "serve.py"
 NOFILE = 20000
 API_KEY = "test-key-123"  # the `edge` server's
 TIMEOUT = 10.0  # generous: a 2-core machine running other work
@@ -51,13 +49,6 @@ def raise_nofile() -> None:
     want = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-
-
-def free_port() -> int:
-    """A 127.0.0.1 port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Closed(Exception):
@@ -216,21 +207,22 @@ class RealtimeServer:
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.clients: list[Client] = []
+        self.extra_env: dict[str, str] = {}  # added to the clean environment
 
     def spawn(self) -> RealtimeServer:
         """Start the process on a free port without waiting for it (see `wait_ready`)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WSAPP_")}
-        env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        self.port = free_port()
+        self.proc = serverproc.spawn(self.argv(), self.log_path, env=self.extra_env,
+                                     preexec_fn=raise_nofile)
+        return self
+
+    def argv(self) -> list[str]:
+        """The command line, for the port just chosen."""
         flags = list(self.flags)
         if self.api_key:
             flags += ["--api-key", self.api_key]
-        self.port = free_port()
-        argv = [sys.executable, str(SERVE), "--host", "127.0.0.1", "--port", str(self.port),
+        return [sys.executable, str(SERVE), "--host", "127.0.0.1", "--port", str(self.port),
                 "--data-dir", str(self.workdir / "data"), "--log-level", "INFO", *flags]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
-        return self
 
     def wait_ready(self, timeout: float = 60.0) -> RealtimeServer:
         """Wait for /healthz; respawn on another port if this one was taken meanwhile."""
@@ -259,15 +251,7 @@ class RealtimeServer:
         for client in self.clients:
             client.close()
         self.clients.clear()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        serverproc.stop(self.proc, 15)
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -327,18 +311,9 @@ class RealtimeServer:
     # -- the log ---------------------------------------------------------------------------
 
     def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")
+        return serverproc.read_log(self.log_path)
 
     def wait_for_log(self, pattern: str, timeout: float = TIMEOUT) -> re.Match:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            match = regex.search(self.log())
-            if match:
-                return match
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not in the log within {timeout}s:\n"
-                                     f"{self.log()[-3000:]}")
-            time.sleep(0.1)
+        return serverproc.wait_for_log(self.log_path, pattern, timeout)
 
 
