@@ -51,6 +51,7 @@ from wsapp.sockio import GATHER_MIN, RECV_SIZE, read, send_all
 
 log = logging.getLogger("wsapp.connection")
 
+
 class Traffic:
     """Process-wide counters read by /metrics: plain ints, cheap on the per-message path."""
 
