@@ -1,7 +1,9 @@
 """The dashboard publisher: once a second, the hub's figures go to `sys:dashboard`.
 
 One greenlet per app, started by the demo blueprint on the app's first request. It holds the
-app only weakly, so an app that is dropped takes its publisher with it.
+app only weakly, so an app that is dropped takes its publisher with it. With a Redis broker
+every process shares its counters and one of them (wsapp.presence elects it) publishes the
+sums, so subscribers see one tick a second with the cluster's figures.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
 
             hub = get_hub(app)
             stats = hub.stats()
+            cluster = hub.global_presence
+            if cluster is not None:  # several processes: one publishes everyone's figures
+                stats = cluster.dashboard(stats)
+                if stats is None:
+                    continue
             r = rates.update(stats, time.monotonic())
             hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)),
                         persist=False)  # a live figure: nobody replays yesterday's ticks

@@ -12,6 +12,8 @@ a mirror of every process's share, keyed by a random process id:
   <p>pch:<pid>            set   channels a process has entries in (for reaping it)
   <p>procs                zset  pid -> heartbeat deadline (Redis clock, ms)
   <p>conns                hash  pid -> connections of that process (from its heartbeat)
+  <p>dash                 hash  pid -> "<Redis ms> <JSON>": that process's dashboard counters
+  <p>dash:lead            string  the process that publishes the cluster's dashboard ticks
 
 Subscribes and unsubscribes queue small deltas that one writer greenlet sends in batches, each
 batch one Lua script: a user's count going 0 -> n anywhere publishes `join`, n -> 0 `leave`,
@@ -50,6 +52,9 @@ PROCESS_TTL = 10.0  # a process unheard of for this long is reaped: bound = TTL 
 MAX_BATCH = 2000  # deltas per script call
 FLUSH_WAIT = 2.0  # seconds a presence read waits for this process's own queued deltas
 STATS_CACHE = 1.0  # seconds the global online figures are reused
+DASHBOARD_LEAD = 3.0  # seconds a dashboard publisher leads without renewing (and shares live)
+DASHBOARD_SUMS = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
+                  "slow_consumer_drops")
 
 # Shared by the scripts below: apply a delta `d` of user `u`'s connections in channel `c` on
 # process `pid`, publishing join (skip = the client that joined) / leave on a 0 <-> n change.
@@ -75,7 +80,10 @@ local function user_delta(p, bus, pid, c, u, d, skip)
 end
 local function conn_delta(p, pid, c, d)
   local pn = p .. 'pn:' .. c
-  if redis.call('HINCRBY', pn, pid, d) <= 0 then redis.call('HDEL', pn, pid) end
+  if redis.call('HINCRBY', pn, pid, d) <= 0 then
+    redis.call('HDEL', pn, pid)
+    redis.call('SREM', p .. 'pch:' .. pid, c)
+  end
 end
 local function reap(p, bus, pid)
   for _, c in ipairs(redis.call('SMEMBERS', p .. 'pch:' .. pid)) do
@@ -134,6 +142,34 @@ if known then return 1 end
 return 0
 """
 
+# ARGV: prefix, pid, ttl_ms, this process's dashboard share (JSON). Stores the share; if this
+# process leads (first to claim, or still holding, the lead key), returns the number of
+# channels with a subscriber anywhere and every share younger than ttl_ms (older ones are
+# dropped: their process is gone). Else false: the leader publishes the figures.
+DASHBOARD_LUA = _DELTA + r"""
+local p, pid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local now = now_ms()
+redis.call('HSET', p .. 'dash', pid, now .. ' ' .. ARGV[4])
+local lead = p .. 'dash:lead'
+local holder = redis.call('GET', lead)
+if holder and holder ~= pid then return false end
+redis.call('SET', lead, pid, 'PX', ttl)
+local shares = {}
+local flat = redis.call('HGETALL', p .. 'dash')
+for k = 1, #flat, 2 do
+  local at = tonumber(string.match(flat[k + 1], '^%d+'))
+  if now - at > ttl then redis.call('HDEL', p .. 'dash', flat[k])
+  else table.insert(shares, flat[k + 1]) end
+end
+local sets = {}
+for _, q in ipairs(redis.call('ZRANGEBYSCORE', p .. 'procs', now, '+inf')) do
+  table.insert(sets, p .. 'pch:' .. q)
+end
+local channels = 0
+if #sets > 0 then channels = #redis.call('SUNION', unpack(sets)) end
+return {channels, shares}
+"""
+
 # ARGV: prefix, bus, pid, ttl_ms, connections, then per channel: name, conns, nusers,
 # (user, count) * nusers. Makes this process's share exactly that.
 RESYNC_LUA = _DELTA + r"""
@@ -187,6 +223,7 @@ class GlobalPresence:
         self._beat = client.register_script(HEARTBEAT_LUA)
         self._resync = client.register_script(RESYNC_LUA)
         self._leave = client.register_script(LEAVE_LUA)
+        self._dashboard = client.register_script(DASHBOARD_LUA)
         self._ops: list[Any] = []
         self._wake = Event()
         self._idle = Event()
@@ -351,6 +388,36 @@ class GlobalPresence:
         users, conns = got
         figures = {"users": int(users), "connections": sum(int(n) for n in conns)}
         self._stats = (now, figures)
+        return figures
+
+    def dashboard(self, local: dict) -> dict | None:
+        """The cluster's dashboard figures if this process is the one that publishes them,
+        else None; `local` (this process's figures) goes into Redis for the leader to sum.
+
+        While Redis is down each process shows its own figures, to its own subscribers.
+        """
+        if not self.backend.up:
+            return local
+        share = json.dumps({k: local.get(k, 0) for k in DASHBOARD_SUMS})
+        try:
+            got = self._dashboard(args=[self._prefix, self.pid, int(DASHBOARD_LEAD * 1000),
+                                        share])
+        except PoolBusy:
+            return None  # overloaded: skip a tick rather than queue one
+        except UNREACHABLE as exc:
+            self.backend.mark_down(exc)
+            return local
+        if not got:
+            return None
+        channels, shares = got
+        figures = dict.fromkeys(DASHBOARD_SUMS, 0)
+        for raw in shares:
+            counters = json.loads(raw.partition(b" ")[2])
+            for k in DASHBOARD_SUMS:
+                figures[k] += int(counters.get(k, 0))
+        online = self.online()
+        figures["users"] = online["users"] if online is not None else local.get("users", 0)
+        figures["channels"] = int(channels)
         return figures
 
     def _read(self, *commands: tuple[str, ...]) -> list | None:

@@ -59,8 +59,8 @@ def test_online_users_are_counted_across_processes(pair):
         frame = watcher.wait_for(lambda f: f.get("channel") == "sys:dashboard", timeout=10)
         return frame["data"]["users"]
 
-    # every process publishes its figures each second; once the tabs are registered (and
-    # the 1 s cache has turned over) each must count the users of both
+    # one process publishes the cluster's figures each second; once the tabs are registered
+    # (and the 1 s cache has turned over) they count the users of both
     deadline = time.monotonic() + 15
     while users_seen() < 4:
         assert time.monotonic() < deadline, "the online count never reached 4"
@@ -70,3 +70,46 @@ def test_online_users_are_counted_across_processes(pair):
     assert min(users_seen() for _ in range(4)) >= 4
     for tab in tabs:
         tab.close()
+
+
+def _dashboard_ticks(client, seconds: float) -> list[dict]:
+    """The sys:dashboard payloads `client` receives in the next `seconds`."""
+    ticks = []
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        try:
+            frame = client.recv(timeout=left)
+        except TimeoutError:
+            break
+        if frame.get("channel") == "sys:dashboard":
+            ticks.append(frame["data"])
+    return ticks
+
+
+def test_the_dashboard_ticks_once_a_second_with_the_sums_of_every_process(pair):
+    a, b = pair
+    on_a, on_b = a.connect("dash-a"), b.connect("dash-b")
+    for watcher in (on_a, on_b):
+        watcher.ok("subscribe", channel="sys:dashboard")
+    extra = [b.connect(f"dash-extra{i}") for i in range(3)]
+    for client in extra:  # traffic on b only: a's subscribers must still see it counted
+        for _ in range(5):
+            client.ok("ping")
+    time.sleep(2.5)  # let every process share its counters at least twice
+    on_a.sync()
+    on_b.sync()
+    seen_a, seen_b = _dashboard_ticks(on_a, 4.5), _dashboard_ticks(on_b, 0.5)
+    seen_b += _dashboard_ticks(on_b, 0.5)
+    # one publisher: a tick a second (two processes each ticking would give ~9 here), and
+    # the subscribers of both processes get the same ticks
+    assert 3 <= len(seen_a) <= 5, [t["time"] for t in seen_a]
+    times = [t["time"] for t in seen_a]
+    assert all(later - earlier >= 900 for earlier, later in zip(times, times[1:], strict=False))
+    assert {t["time"] for t in seen_b} <= set(times) | {times[-1] + 1000, times[-1] + 2000}
+    # the figures are the cluster's: 5 connections here, b's traffic counted at a
+    last = seen_a[-1]
+    assert last["connections"] >= 5, last
+    assert last["users"] >= 5, last
+    assert last["messages_in"] >= 15, last
+    for client in (on_a, on_b, *extra):
+        client.close()
