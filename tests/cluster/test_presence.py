@@ -102,10 +102,15 @@ def test_the_dashboard_ticks_once_a_second_with_the_sums_of_every_process(pair):
     seen_b += _dashboard_ticks(on_b, 0.5)
     # one publisher: a tick a second (two processes each ticking would give ~9 here), and
     # the subscribers of both processes get the same ticks
-    assert 3 <= len(seen_a) <= 5, [t["time"] for t in seen_a]
+    assert 3 <= len(seen_a) <= 6, [t["time"] for t in seen_a]
     times = [t["time"] for t in seen_a]
-    assert all(later - earlier >= 900 for earlier, later in zip(times, times[1:], strict=False))
-    assert {t["time"] for t in seen_b} <= set(times) | {times[-1] + 1000, times[-1] + 2000}
+    # (a late tick is followed by one on the next whole second: > 0.5 s apart, not ~0 s)
+    assert all(later - earlier > 500 for earlier, later in zip(times, times[1:], strict=False))
+    # b's watcher was read after a's: it holds the same ticks (its sync may have eaten the
+    # first), then maybe newer ones
+    times_b = [t["time"] for t in seen_b]
+    assert set(times[1:]) <= set(times_b), (times, times_b)
+    assert all(t in times or t > times[-1] for t in times_b), (times, times_b)
     # the figures are the cluster's: 5 connections here, b's traffic counted at a
     last = seen_a[-1]
     assert last["connections"] >= 5, last
