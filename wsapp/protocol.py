@@ -71,7 +71,7 @@ class Receiver:
         self._message_op = 0  # OP_TEXT/OP_BINARY while a fragmented message is open
         self._fragments = 0
         self._size = 0  # bytes of the open message so far (after decompression)
-        self._parts: list | None = None  # pieces of a fragmented message, once there are two
+        self._parts: list | None = None  # the pieces so far of a message still arriving
         self._decoder = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
