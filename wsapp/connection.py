@@ -47,7 +47,7 @@ from wsapp.protocol import (
     Receiver,
     encode_parts,
 )
-from wsapp.sockio import GATHER_MIN, RECV_SIZE, read, send_all
+from wsapp.sockio import GATHER_MIN, RECV_SIZE, read, send_all, send_now
 
 log = logging.getLogger("wsapp.connection")
 
@@ -269,11 +269,8 @@ class WebSocket:
             return False
         if self._outbox is None and self._accept is None and self._corked is None and \
                 self._send_lock.acquire(blocking=False):
-            raw = getattr(self._sock, "_sock", None)  # gevent's non-blocking OS socket
             try:
-                sent = raw.send(frame) if raw is not None else 0
-            except BlockingIOError:
-                sent = 0
+                sent = send_now(self._sock, frame)
             except OSError:
                 self._send_lock.release()
                 self._transport_lost()

@@ -54,10 +54,7 @@ def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -
     if watcher is None or raw is None or sock.timeout is not None:
         sock.sendall(data + tail if tail else data)
         return
-    try:
-        sent = raw.sendmsg((data, tail)) if tail else raw.send(data)
-    except BlockingIOError:
-        sent = 0
+    sent = _send_now(raw, data, tail)
     head = len(data)
     if sent == head + len(tail):
         return
@@ -75,10 +72,21 @@ def _send_rest(sock: Any, raw: socket.socket, watcher: Any, data: bytes | memory
     size = len(view)
     while sent < size:
         _wait(sock.hub, watcher)
-        try:
-            sent += raw.send(view[sent:])
-        except BlockingIOError:
-            pass
+        sent += _send_now(raw, view[sent:])
+
+
+def send_now(sock: socket.socket, data: bytes) -> int:
+    """How much of `data` the kernel takes at once, without waiting (0 when its buffer is
+    full, or for a socket that is not gevent's)."""
+    raw = getattr(sock, "_sock", None)
+    return _send_now(raw, data) if raw is not None else 0
+
+
+def _send_now(raw: socket.socket, data: bytes | memoryview, tail: bytes = b"") -> int:
+    try:
+        return raw.sendmsg((data, tail)) if tail else raw.send(data)
+    except BlockingIOError:
+        return 0
 
 
 def _wait(hub: Any, watcher: Any) -> None:
