@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -53,6 +54,7 @@ MAX_BATCH = 2000  # deltas per script call
 FLUSH_WAIT = 2.0  # seconds a presence read waits for this process's own queued deltas
 STATS_CACHE = 1.0  # seconds the global online figures are reused
 DASHBOARD_LEAD = 3.0  # seconds a dashboard publisher leads without renewing (and shares live)
+_FAILED = object()  # what _guarded returns when Redis could not answer
 DASHBOARD_SUMS = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
                   "slow_consumer_drops")
 
@@ -399,14 +401,10 @@ class GlobalPresence:
         if not self.backend.up:
             return local
         share = json.dumps({k: local.get(k, 0) for k in DASHBOARD_SUMS})
-        try:
-            got = self._dashboard(args=[self._prefix, self.pid, int(DASHBOARD_LEAD * 1000),
-                                        share])
-        except PoolBusy:
-            return None  # overloaded: skip a tick rather than queue one
-        except UNREACHABLE as exc:
-            self.backend.mark_down(exc)
-            return local
+        got = self._guarded(lambda: self._dashboard(
+            args=[self._prefix, self.pid, int(DASHBOARD_LEAD * 1000), share]))
+        if got is _FAILED:  # down now: local figures; overloaded: skip a tick
+            return None if self.backend.up else local
         if not got:
             return None
         channels, shares = got
@@ -423,19 +421,27 @@ class GlobalPresence:
     def _read(self, *commands: tuple[str, ...]) -> list | None:
         """Run read commands, each (name, key without prefix, args...), in one round trip.
 
-        None when the pool is busy (overload: the caller shows local figures) or Redis is
-        unreachable (marked down, which starts the reconnect and the resync after it).
+        None when that fails (see _guarded): the caller shows local figures.
         """
-        try:
+        def run() -> list:
             pipe = self.backend.client.pipeline(transaction=False)
             for name, key, *args in commands:
                 getattr(pipe, name)(self._prefix + key, *args)
             return pipe.execute()
+
+        got = self._guarded(run)
+        return None if got is _FAILED else got
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        """`call()`, or _FAILED when the pool is busy (overload) or Redis is unreachable
+        (then marked down, which starts the reconnect and the resync after it)."""
+        try:
+            return call()
         except PoolBusy:
-            return None
+            return _FAILED
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
-            return None
+            return _FAILED
 
     def close(self) -> None:
         """Stop beating and writing, and take this process's share out of Redis at once.
