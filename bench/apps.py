@@ -63,7 +63,7 @@ def handler_class(kind: str) -> type:
     elif kind == "wsapp":
         if str(_REPO_ROOT) not in sys.path:
             sys.path.insert(0, str(_REPO_ROOT))
-        from wsapp.handler import WebSocketHandler
+        from wsapp.websocket.handler import WebSocketHandler
     else:
         raise ValueError(f"not a gevent server: {kind}")
     return WebSocketHandler

@@ -393,7 +393,7 @@ def fleet_main(args: argparse.Namespace) -> None:
     signer = None
     if args.users:
         sys.path.insert(0, str(ROOT))
-        from wsapp.auth import TokenSigner
+        from wsapp.realtime.auth import TokenSigner
 
         signer = TokenSigner(SECRET.encode())
     sel = selectors.DefaultSelector()

@@ -94,7 +94,7 @@ def pick_cpus() -> tuple[int | None, int | None]:
 
 def importable(server: str) -> str | None:
     """None if ``server``'s implementation imports, else a one-line reason."""
-    mod = {"stock": "geventwebsocket.handler", "wsapp": "wsapp.handler",
+    mod = {"stock": "geventwebsocket.handler", "wsapp": "wsapp.websocket.handler",
            "websockets": "websockets.asyncio.server"}[server]
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {mod}; {mod}.__name__"
     if server == "wsapp":

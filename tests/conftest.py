@@ -20,8 +20,8 @@ import serverproc
 import websocket
 from serverproc import SERVE, free_port, port_open
 
-_UPGRADE = re.compile(r"wsapp\.handler: upgrade (\S+) ")
-_CLOSE = re.compile(r"wsapp\.handler: close (\S+) ")
+_UPGRADE = re.compile(r"wsapp\.websocket\.handler: upgrade (\S+) ")
+_CLOSE = re.compile(r"wsapp\.websocket\.handler: close (\S+) ")
 
 
 class ServerProcess:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from wsapp.auth import TokenSigner, api_key_ok, load_secret
+from wsapp.realtime.auth import TokenSigner, api_key_ok, load_secret
 
 
 def test_mint_and_verify():

@@ -12,7 +12,7 @@ import zlib
 import pytest
 from wsclient import RawClient, connect, deflate_bomb, read_response, request
 
-from wsapp.frames import (
+from wsapp.websocket.frames import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONT,

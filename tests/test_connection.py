@@ -7,8 +7,8 @@ import gevent.socket
 import pytest
 from gevent.exceptions import ConcurrentObjectUseError
 
-from wsapp.connection import ConnectionClosed, WebSocket
-from wsapp.frames import (
+from wsapp.websocket.connection import ConnectionClosed, WebSocket
+from wsapp.websocket.frames import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_PROTOCOL_ERROR,
@@ -20,7 +20,7 @@ from wsapp.frames import (
     build_close_payload,
     build_frame,
 )
-from wsapp.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
+from wsapp.websocket.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
 
 MASK = b"\x0a\x0b\x0c\x0d"
 

@@ -1,4 +1,4 @@
-"""Tests for wsapp.deflate: negotiation, round trips, interop, limits and corrupt input."""
+"""wsapp.websocket.deflate: negotiation, round trips, interop, limits and corrupt input."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import zlib
 
 import pytest
 
-from wsapp.deflate import DeflateParams, PerMessageDeflate, negotiate
-from wsapp.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG, ProtocolError
+from wsapp.websocket.deflate import DeflateParams, PerMessageDeflate, negotiate
+from wsapp.websocket.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG, ProtocolError
 
 TAIL = b"\x00\x00\xff\xff"
 MIB = 1024 * 1024

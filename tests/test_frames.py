@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from wsapp.frames import (
+from wsapp.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NO_STATUS,

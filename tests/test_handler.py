@@ -10,10 +10,10 @@ import pytest
 from flask import Flask, request
 
 from wsapp.config import Settings
-from wsapp.frames import OP_TEXT, build_frame
-from wsapp.handler import accept_key, call_app, origin_allowed, share_header_strings
-from wsapp.protocol import EV_MESSAGE, Receiver
 from wsapp.server import make_server
+from wsapp.websocket.frames import OP_TEXT, build_frame
+from wsapp.websocket.handler import accept_key, call_app, origin_allowed, share_header_strings
+from wsapp.websocket.protocol import EV_MESSAGE, Receiver
 
 
 def test_accept_key_rfc_example():

@@ -7,10 +7,10 @@ import gevent.socket
 import pytest
 
 from wsapp.config import Settings
-from wsapp.connection import WebSocket
-from wsapp.frames import OP_TEXT, build_frame
-from wsapp.hub import Hub
-from wsapp.protocol import EV_MESSAGE, Receiver
+from wsapp.realtime.hub import Hub
+from wsapp.websocket.connection import WebSocket
+from wsapp.websocket.frames import OP_TEXT, build_frame
+from wsapp.websocket.protocol import EV_MESSAGE, Receiver
 
 
 class Peer:

@@ -18,7 +18,7 @@ from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFact
 from websockets.sync.client import connect
 from wsclient import APPS, RawClient
 
-from wsapp.frames import OP_PING
+from wsapp.websocket.frames import OP_PING
 
 MIB = 1 << 20
 TIMEOUT = 10

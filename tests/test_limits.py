@@ -2,7 +2,7 @@
 
 import time
 
-from wsapp.limits import TokenBucket
+from wsapp.realtime.limits import TokenBucket
 
 
 def test_burst_then_refill():

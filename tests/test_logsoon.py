@@ -5,7 +5,7 @@ import logging
 import gevent
 import pytest
 
-from wsapp.logsoon import log_soon
+from wsapp.websocket.logsoon import log_soon
 
 
 class _Collect(logging.Handler):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wsapp.messages import RequestError, check_channel, error, message, ok, parse_request
+from wsapp.realtime.messages import RequestError, check_channel, error, message, ok, parse_request
 
 
 @pytest.mark.parametrize("text,code", [

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from wsapp.frames import (
+from wsapp.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_PROTOCOL_ERROR,
@@ -18,7 +18,7 @@ from wsapp.frames import (
     build_frame,
     parse_header,
 )
-from wsapp.protocol import (
+from wsapp.websocket.protocol import (
     EV_CLOSE,
     EV_ERROR,
     EV_MESSAGE,
@@ -192,7 +192,7 @@ def test_fast_path_still_checks_utf8_and_size():
 
 
 def test_compressed_frame_may_be_a_little_larger_than_the_limit():
-    from wsapp.deflate import DeflateParams, PerMessageDeflate
+    from wsapp.websocket.deflate import DeflateParams, PerMessageDeflate
 
     limit = 100_000
     data = os.urandom(limit)  # incompressible: deflate output is slightly larger

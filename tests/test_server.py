@@ -17,7 +17,7 @@ from websockets.sync.client import connect
 from wsclient import RawClient
 
 from wsapp.config import Settings
-from wsapp.frames import OP_TEXT
+from wsapp.websocket.frames import OP_TEXT
 
 
 def test_sigterm_closes_every_websocket_with_1001_and_exits_0(start_server):

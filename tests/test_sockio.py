@@ -1,4 +1,4 @@
-"""Reading and writing gevent sockets straight on their watchers (wsapp.sockio)."""
+"""Reading and writing gevent sockets straight on their watchers (wsapp.websocket.sockio)."""
 
 import os
 
@@ -6,7 +6,7 @@ import gevent
 import gevent.socket
 import pytest
 
-from wsapp.sockio import read, send_all, send_now
+from wsapp.websocket.sockio import read, send_all, send_now
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """A raw-socket WebSocket client for tests that must send what real clients never would.
 
-Frames are built and parsed with wsapp.frames (a pure codec); everything else, from the HTTP
+Frames are built and parsed with wsapp.websocket.frames (a pure codec); everything else, from
+the HTTP
 request to reading the reply, is plain socket code with a deadline on every read.
 """
 
@@ -15,7 +16,7 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
-from wsapp.frames import OP_CLOSE, OP_PING, build_frame, parse_header
+from wsapp.websocket.frames import OP_CLOSE, OP_PING, build_frame, parse_header
 
 APPS = Path(__file__).resolve().parent / "apps"
 

@@ -1,28 +1,41 @@
-"""wsapp: real-time push for Flask on gevent."""
+"""wsapp: real-time push for Flask on gevent.
+
+The public names are importable from here; each is loaded on first use, so that code which
+only wants the WebSocket layer (`from wsapp import WebSocketHandler`) does not import Flask.
+
+Layout, in the order data flows (imports only point down; CI checks it):
+
+- ``wsapp`` (this level): how you run it: config, app factory, server, workers, gunicorn.
+- ``wsapp.demo``: the demo site, a consumer of the public real-time API.
+- ``wsapp.realtime``: channels, users, presence, recovery, push, the /ws protocol, the API.
+- ``wsapp.realtime.engines``: where messages are kept and how they cross processes.
+- ``wsapp.websocket``: RFC 6455 on gevent; knows no channel, user or Flask.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-
-from wsapp.config import Settings, from_env
-
-__all__ = ["create_app", "Settings"]
+__all__ = ["Settings", "WebSocketHandler", "create_app"]
 __version__ = "0.1.0"
 
-_ROOT = Path(__file__).resolve().parent
+_PUBLIC = {
+    "Settings": "wsapp.config",
+    "WebSocketHandler": "wsapp.websocket.handler",
+    "create_app": "wsapp.app",
+}
+
+if TYPE_CHECKING:
+    from wsapp.app import create_app
+    from wsapp.config import Settings
+    from wsapp.websocket.handler import WebSocketHandler
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask app with every wsapp blueprint; `settings` default to WSAPP_* env vars."""
-    settings = settings or from_env()
-    templates = _ROOT.parent / "templates"
-    if not templates.is_dir():  # installed as a package: templates ship inside it
-        templates = _ROOT / "templates"
-    app = Flask(__name__, template_folder=str(templates), static_folder=str(_ROOT / "static"))
-    app.config["WSAPP"] = settings
-    from wsapp.routes import register
-
-    register(app)
-    return app
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wsapp' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value

@@ -22,9 +22,9 @@ import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from wsapp.config import Settings, from_env
-from wsapp.frames import CLOSE_GOING_AWAY
-from wsapp.handler import WebSocketHandler
-from wsapp.tracker import ConnectionTracker
+from wsapp.websocket.frames import CLOSE_GOING_AWAY
+from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.tracker import ConnectionTracker
 
 
 class Handler(WebSocketHandler):
@@ -39,7 +39,7 @@ class Handler(WebSocketHandler):
     def log_request(self) -> None:
         environ = getattr(self, "environ", None)
         if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
-            return  # upgrades are logged by wsapp.handler, with more detail
+            return  # upgrades are logged by wsapp.websocket.handler, with more detail
         PyWSGIHandler.log_request(self)
 
 
@@ -60,7 +60,7 @@ class Worker(GeventPyWSGIWorker):
         tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
         extensions = getattr(self.wsgi, "extensions", None)
         if extensions is not None:  # /metrics counts every route's connections
-            extensions["wsapp.tracker"] = tracker
+            extensions["wsapp.websocket.tracker"] = tracker
 
         class Server(PyWSGIServer):
             """The pywsgi server carrying what wsapp's handler reads from it."""

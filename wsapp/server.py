@@ -15,9 +15,9 @@ from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
-from wsapp.frames import CLOSE_GOING_AWAY
-from wsapp.handler import WebSocketHandler
-from wsapp.tracker import ConnectionTracker
+from wsapp.websocket.frames import CLOSE_GOING_AWAY
+from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.tracker import ConnectionTracker
 
 log = logging.getLogger("wsapp.server")
 
@@ -66,7 +66,7 @@ def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
     server.tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
     extensions = getattr(app, "extensions", None)
     if extensions is not None:  # a Flask app: let /metrics see every route's connections
-        extensions["wsapp.tracker"] = server.tracker
+        extensions["wsapp.websocket.tracker"] = server.tracker
     return server
 
 

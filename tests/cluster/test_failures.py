@@ -8,7 +8,7 @@ import time
 
 from realtime.helpers import Closed
 
-from wsapp.presence import HEARTBEAT, PROCESS_TTL
+from wsapp.realtime.engines.redis.presence import HEARTBEAT, PROCESS_TTL
 
 from .conftest import API_KEY, Cluster
 

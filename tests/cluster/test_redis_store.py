@@ -14,10 +14,10 @@ import os
 import pytest
 from delivery import test_store as contract
 
-from wsapp.delivery.broker import open_broker
-from wsapp.delivery.redis import RedisBroker, RedisStore, envelope_parts
-from wsapp.delivery.store import open_store
-from wsapp.messages import message_raw
+from wsapp.realtime.engines.memory import open_broker
+from wsapp.realtime.engines.redis.backend import RedisBroker, RedisStore, envelope_parts
+from wsapp.realtime.engines.sqlite import open_store
+from wsapp.realtime.messages import message_raw
 
 _ids = itertools.count(1)
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from wsapp.delivery.store import (
+from wsapp.realtime.engines.sqlite import (
     ACKED,
     DELIVERED,
     EXPIRED,
@@ -14,7 +14,7 @@ from wsapp.delivery.store import (
     SQLiteStore,
     sqlite_path,
 )
-from wsapp.limits import parse_quotas
+from wsapp.realtime.limits import parse_quotas
 
 
 @pytest.fixture

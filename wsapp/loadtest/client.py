@@ -2,7 +2,8 @@
 
 Why not a client library: at 10k+ connections per process, per-connection cost decides how
 far one process goes. Here a connection is a socket, a small buffer and one greenlet; frames
-are parsed and built by `wsapp.frames`. Pings from the server are answered at once (the server
+are parsed and built by `wsapp.websocket.frames`. Pings from the server are answered at once
+(the server
 drops peers that do not answer). Errors are `ClientError`s with a short `kind` for counting.
 """
 
@@ -24,7 +25,7 @@ import gevent
 from gevent import socket
 from gevent.lock import Semaphore
 
-from wsapp import frames
+from wsapp.websocket import frames
 
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER = 16384

@@ -21,11 +21,11 @@ import gevent
 from gevent.lock import Semaphore
 from gevent.pool import Group, Pool
 
-from wsapp import frames
 from wsapp.loadtest import client
 from wsapp.loadtest.client import ClientError, Connection, Target
 from wsapp.loadtest.options import Config
 from wsapp.loadtest.stats import WorkerStats
+from wsapp.websocket import frames
 
 
 # Seconds teardown waits for close handshakes before dropping the rest: servers close a few

@@ -272,11 +272,11 @@ def _window_name(seconds: float) -> str:
 
 
 def open_store(url: str, history_size: int, history_ttl: float) -> SQLiteStore:
-    """A store for a URL: sqlite:///path, or redis://host:port/db (wsapp.delivery.redis)."""
+    """A store for a URL: sqlite:///path, or redis://host:port/db (the Redis engine)."""
     if url.startswith("sqlite:"):
         return SQLiteStore(url, history_size, history_ttl)
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from wsapp.delivery.redis import RedisStore  # imported only when configured
+        from wsapp.realtime.engines.redis.backend import RedisStore  # imported only when configured
 
         return RedisStore(url, history_size, history_ttl)  # type: ignore[return-value]
     raise ValueError(f"unsupported store URL {url!r}")

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from wsapp.connection import TRAFFIC
-from wsapp.hub import Hub
+from wsapp.realtime.hub import Hub
+from wsapp.websocket.connection import TRAFFIC
 
 TOP_CHANNELS = 20
 

@@ -2,7 +2,8 @@
 
 One greenlet per app, started by the demo blueprint on the app's first request. It holds the
 app only weakly, so an app that is dropped takes its publisher with it. With a Redis broker
-every process shares its counters and one of them (wsapp.presence elects it) publishes the
+every process shares its counters and one of them (elected through the presence engine)
+publishes the
 sums, so subscribers see one tick a second with the cluster's figures.
 """
 
@@ -19,9 +20,9 @@ from flask import Flask
 
 CHANNEL = "sys:dashboard"
 HISTORY = 60  # seconds of messages/s kept for the sparkline
-EXTENSION = "wsapp.dashboard"
+EXTENSION = "wsapp.demo.dashboard"
 
-log = logging.getLogger("wsapp.dashboard")
+log = logging.getLogger("wsapp.demo.dashboard")
 
 
 class Rates:
@@ -76,7 +77,7 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
         if app is None:
             return
         try:
-            from wsapp.hub import get_hub
+            from wsapp.realtime.hub import get_hub
 
             hub = get_hub(app)
             stats = hub.stats()

@@ -27,7 +27,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 from gevent.lock import Semaphore
 from geventwebsocket.exceptions import WebSocketError
 
-from wsapp.frames import (
+from wsapp.websocket.frames import (
     CLOSE_ABNORMAL,
     CLOSE_NO_STATUS,
     CLOSE_NORMAL,
@@ -37,8 +37,8 @@ from wsapp.frames import (
     build_close_payload,
     build_frame,
 )
-from wsapp.logsoon import log_soon
-from wsapp.protocol import (
+from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.protocol import (
     EV_CLOSE,
     EV_ERROR,
     EV_MESSAGE,
@@ -47,9 +47,9 @@ from wsapp.protocol import (
     Receiver,
     encode_parts,
 )
-from wsapp.sockio import GATHER_MIN, RECV_SIZE, read, send_all, send_now
+from wsapp.websocket.sockio import GATHER_MIN, RECV_SIZE, read, send_all, send_now
 
-log = logging.getLogger("wsapp.connection")
+log = logging.getLogger("wsapp.websocket.connection")
 
 
 class Traffic:

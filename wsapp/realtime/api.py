@@ -10,11 +10,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from wsapp.auth import USER_RE, TokenSigner, api_key_ok, load_secret
-from wsapp.delivery.pipeline import now_ms
-from wsapp.delivery.store import STATUSES
-from wsapp.hub import get_hub
-from wsapp.messages import RequestError, check_channel, dumps
+from wsapp.realtime.auth import USER_RE, TokenSigner, api_key_ok, load_secret
+from wsapp.realtime.engines.sqlite import STATUSES
+from wsapp.realtime.hub import get_hub
+from wsapp.realtime.messages import RequestError, check_channel, dumps
+from wsapp.realtime.pipeline import now_ms
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -22,7 +22,7 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from wsapp.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG, ProtocolError
+from wsapp.websocket.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG, ProtocolError
 
 EXTENSION_NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"  # LEN/NLEN of the empty stored block a sync flush ends with

@@ -37,7 +37,9 @@ def open_broker(url: str) -> MemoryBroker:
     if url in ("", "memory"):
         return MemoryBroker()
     if url.startswith(("redis://", "rediss://", "unix://")):
-        from wsapp.delivery.redis import RedisBroker  # imported only when configured
+        from wsapp.realtime.engines.redis.backend import (
+            RedisBroker,  # imported only when configured
+        )
 
         return RedisBroker(url)  # type: ignore[return-value]
     raise ValueError(f"unsupported broker URL {url!r}")

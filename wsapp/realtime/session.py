@@ -12,11 +12,11 @@ import time
 from typing import Any
 
 from wsapp.config import Settings
-from wsapp.hub import Client, Hub
-from wsapp.limits import TokenBucket
-from wsapp.messages import RequestError, check_channel, dumps, error, ok, parse_request
+from wsapp.realtime.hub import Client, Hub
+from wsapp.realtime.limits import TokenBucket
+from wsapp.realtime.messages import RequestError, check_channel, dumps, error, ok, parse_request
 
-log = logging.getLogger("wsapp.session")
+log = logging.getLogger("wsapp.realtime.session")
 
 
 def _request_id(raw: str | bytes) -> Any:

@@ -16,9 +16,9 @@ from typing import Any
 import gevent
 from gevent.event import AsyncResult, Event
 
-from wsapp.delivery.broker import MemoryBroker
-from wsapp.delivery.store import PENDING, SQLiteStore
-from wsapp.messages import RequestError, message_raw
+from wsapp.realtime.engines.memory import MemoryBroker
+from wsapp.realtime.engines.sqlite import PENDING, SQLiteStore
+from wsapp.realtime.messages import RequestError, message_raw
 
 log = logging.getLogger("wsapp.pipeline")
 
@@ -36,7 +36,7 @@ class Pipeline:
         self._writer: gevent.Greenlet | None = None
 
     def submit(self, job: tuple) -> Any:
-        """Run `job` (see wsapp.delivery.store) and return its result once delivered."""
+        """Run `job` (see wsapp.realtime.engines.sqlite) and return its result once delivered."""
         result = AsyncResult()
         self._enqueue(job, result)
         return result.get()

@@ -41,12 +41,12 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from gevent.event import Event
 
-from wsapp.delivery.redis import UNREACHABLE, PoolBusy, RedisBackend
+from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, RedisBackend
 
 if TYPE_CHECKING:
-    from wsapp.hub import Hub
+    from wsapp.realtime.hub import Hub
 
-log = logging.getLogger("wsapp.presence")
+log = logging.getLogger("wsapp.realtime.engines.redis.presence")
 
 HEARTBEAT = 3.0  # seconds between a process's beats
 PROCESS_TTL = 10.0  # a process unheard of for this long is reaped: bound = TTL + HEARTBEAT

@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-log = logging.getLogger("wsapp.tasks")
+log = logging.getLogger("wsapp.demo.tasks")
 
 PUBLIC_CHANNEL = "sys:tasks"
 

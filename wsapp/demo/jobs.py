@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from wsapp import dashboard
-from wsapp.tasks import TaskError, TaskRunner
+from wsapp.demo import dashboard
+from wsapp.demo.tasks import TaskError, TaskRunner
 
 bp = Blueprint("demo", __name__)
 
-RUNNER = "wsapp.tasks"
+RUNNER = "wsapp.demo.tasks"
 
 
 @bp.before_app_request
@@ -45,7 +45,7 @@ def _caller() -> str | None:
         if _demo_mode():
             return None
         raise TaskError(401, "a user token is required (Authorization: Bearer <token>)")
-    from wsapp.routes.api import get_signer
+    from wsapp.realtime.api import get_signer
 
     try:
         return get_signer(current_app).verify(token)
@@ -57,7 +57,7 @@ def runner(app: Flask) -> TaskRunner:
     """The app's job runner, created on first use."""
     tasks = app.extensions.get(RUNNER)
     if tasks is None:
-        from wsapp.hub import get_hub
+        from wsapp.realtime.hub import get_hub
 
         hub = get_hub(app)
         # Each step carries the job's whole state and reloads refetch it: nothing to store.

@@ -15,7 +15,7 @@ that bus, in the order Redis executed it:
   token in the same script, and returns only when the bus reader has passed it, so every
   message stored before the read has already reached the hub (and was held by its replay
   logic) before the replay ends: no duplicate at the recovery seam;
-* presence events (wsapp.presence) share the bus, so they are ordered with messages.
+* presence events (presence.py) share the bus, so they are ordered with messages.
 
 History is a sorted set per channel (score = offset, member = the delivered envelope), next to
 a plain counter for the channel's last offset. Offsets are dense per-channel integers that a
@@ -52,8 +52,8 @@ from gevent.event import AsyncResult, Event
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from wsapp.delivery.store import _window_name
-from wsapp.messages import RequestError, dumps, message_raw
+from wsapp.realtime.engines.sqlite import _window_name
+from wsapp.realtime.messages import RequestError, dumps, message_raw
 
 log = logging.getLogger("wsapp.redis")
 

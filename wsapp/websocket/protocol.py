@@ -16,7 +16,7 @@ from __future__ import annotations
 import codecs
 from typing import TYPE_CHECKING
 
-from wsapp.frames import (
+from wsapp.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_PROTOCOL_ERROR,
@@ -34,7 +34,7 @@ from wsapp.frames import (
 )
 
 if TYPE_CHECKING:
-    from wsapp.deflate import PerMessageDeflate
+    from wsapp.websocket.deflate import PerMessageDeflate
 
 # Events are (kind, value) tuples: cheap to make on the per-message hot path.
 EV_MESSAGE = 0  # value: str (text) or bytes (binary)

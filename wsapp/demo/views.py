@@ -1,8 +1,8 @@
-"""HTML pages and health check."""
+"""The demo's HTML pages."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, render_template
+from flask import Blueprint, Response, render_template
 
 bp = Blueprint("pages", __name__)
 
@@ -77,8 +77,3 @@ def inbox_page() -> str:
     """A user's inbox: personal messages, acked after they are shown."""
     return render_template("inbox.html")
 
-
-@bp.route("/healthz")
-def healthz() -> Response:
-    """Liveness for load balancers."""
-    return jsonify(status="ok")

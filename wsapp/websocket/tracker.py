@@ -12,10 +12,10 @@ import time
 
 import gevent
 
-from wsapp.connection import WebSocket
-from wsapp.frames import CLOSE_INTERNAL_ERROR
+from wsapp.websocket.connection import WebSocket
+from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
 
-log = logging.getLogger("wsapp.tracker")
+log = logging.getLogger("wsapp.websocket.tracker")
 
 
 class ConnectionTracker:

@@ -1,1 +1,0 @@
-"""Delivery: where messages are kept (Store) and how they cross processes (Broker)."""

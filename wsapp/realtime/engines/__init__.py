@@ -1,0 +1,1 @@
+"""Where messages are kept and how they cross processes (see base.py for the contracts)."""

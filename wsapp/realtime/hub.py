@@ -1,0 +1,389 @@
+"""Who is connected: connections, users, channels, presence; and fan-out to them.
+
+Theory of operation: every /ws connection is a `Client` in `clients`, in `users[user]` when
+authenticated, and in `channels[name]` for each subscription; `members[channel][user]`
+counts a user's connections in a channel, so presence lists each user once and join/leave
+fire on a user's first and last connection. Fan-out serialises the envelope and builds the
+frame once, then hands the same bytes to every recipient with `queue_frame`, which never
+blocks: a reader whose backlog passes `max_backlog` is cut off with 1008 and removed at once,
+so one slow client can neither grow memory without bound nor delay the others.
+
+Publishing goes hub → pipeline (store: offset, history) → broker (every process) → each
+process's `deliver`. A subscription with `since` is registered in *replay* mode: live
+messages for it are held while history is sent, then released with duplicates dropped by
+offset, so a reconnecting client sees no gap and no duplicate at the seam.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import gevent
+
+from wsapp.config import Settings
+from wsapp.realtime.engines.memory import MemoryBroker, open_broker
+from wsapp.realtime.engines.sqlite import SUPPRESSED, SQLiteStore, open_store
+from wsapp.realtime.limits import parse_quotas
+from wsapp.realtime.messages import dumps, message, message_raw
+from wsapp.realtime.pipeline import Pipeline, now_ms
+from wsapp.websocket.connection import TRAFFIC, WebSocket
+from wsapp.websocket.frames import CLOSE_POLICY_VIOLATION, OP_TEXT, build_frame
+
+log = logging.getLogger("wsapp.realtime.hub")
+
+
+class Client:
+    """One /ws connection as the hub sees it."""
+
+    __slots__ = ("ws", "user", "id", "channels", "replaying", "__weakref__")
+
+    def __init__(self, ws: WebSocket, user: str | None, client_id: str) -> None:
+        self.ws = ws
+        self.user = user
+        self.id = client_id
+        self.channels: set[str] = set()
+        self.replaying: dict[str, list[str]] = {}  # channel -> live texts held during replay
+
+
+class Hub:
+    """Registry and fan-out for one process."""
+
+    def __init__(self, settings: Settings, store: SQLiteStore | None = None,
+                 broker: MemoryBroker | None = None) -> None:
+        self.settings = settings
+        self.quotas = parse_quotas(settings.quota)
+        self._store = store
+        self._broker = broker
+        self._pipeline: Pipeline | None = None
+        self._replays = 0  # replays in progress: deliver() checks clients only when > 0
+        self.clients: dict[str, Client] = {}
+        self.users: dict[str, set[Client]] = {}
+        self.channels: dict[str, set[Client]] = {}
+        self.members: dict[str, dict[str, int]] = {}
+        self._prefix = os.urandom(4).hex()
+        self._ids = itertools.count(1)
+        self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
+        # Cluster-wide presence (the Redis engine's) when the broker is Redis; None: local maps.
+        self._global: Any = None
+        self._global_wanted = settings.broker.startswith(("redis://", "rediss://", "unix://"))
+
+    # -- delivery plumbing ---------------------------------------------------------
+
+    @property
+    def store(self) -> SQLiteStore:
+        """The store (opened on first use, so an app that never publishes opens no file)."""
+        if self._store is None:
+            s = self.settings
+            self._store = open_store(s.store_url(), s.history_size, s.history_ttl)
+        return self._store
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The single writer in front of the store and broker."""
+        if self._pipeline is None:
+            if self._broker is None:
+                self._broker = open_broker(self.settings.broker)
+            self._broker.start(self.deliver)
+            self._pipeline = Pipeline(self.store, self._broker)
+        return self._pipeline
+
+    # -- identity ------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A process-unique, cluster-unique-enough id (random prefix + counter)."""
+        return f"{self._prefix}{next(self._ids):x}"
+
+    # -- connections ---------------------------------------------------------------
+
+    def connect(self, ws: WebSocket, user: str | None) -> Client:
+        """Register a connection (after its handshake and token check)."""
+        client = Client(ws, user, self.new_id())
+        self.clients[client.id] = client
+        if user is not None:
+            self.users.setdefault(user, set()).add(client)
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        """Remove a connection from every map (idempotent); fires leave events."""
+        if self.clients.pop(client.id, None) is None:
+            return
+        for channel in list(client.channels):
+            self.unsubscribe(client, channel)
+        if client.user is not None:
+            tabs = self.users.get(client.user)
+            if tabs is not None:
+                tabs.discard(client)
+                if not tabs:
+                    del self.users[client.user]
+
+    # -- channels and presence -----------------------------------------------------
+
+    @property
+    def global_presence(self) -> Any:
+        """wsapp.presence.GlobalPresence with a Redis broker (started on first use), or None."""
+        if self._global is None and self._global_wanted:
+            from wsapp.realtime.engines.redis.presence import GlobalPresence
+
+            self.pipeline  # noqa: B018 -- starts the broker: this process must read the bus
+            if self._global is not None:  # another greenlet finished it while we waited
+                return self._global
+            backend = getattr(self._broker, "backend", None)
+            if backend is None:  # a broker handed in that is not Redis: stay local
+                self._global_wanted = False
+                return None
+            self._global = GlobalPresence(backend, self)
+        return self._global
+
+    def subscribe(self, client: Client, channel: str) -> bool:
+        """Add `client` to `channel`; False if it was already there."""
+        if channel in client.channels:
+            return False
+        glob = self.global_presence
+        client.channels.add(channel)
+        self.channels.setdefault(channel, set()).add(client)
+        user = client.user
+        if user is not None:
+            counts = self.members.setdefault(channel, {})
+            counts[user] = counts.get(user, 0) + 1
+            if counts[user] == 1 and glob is None:
+                self._presence_event("join", channel, user, skip=client)
+        if glob is not None:  # join/leave come back over the bus, from whichever process
+            glob.changed(channel, user, client.id, +1)
+        return True
+
+    def unsubscribe(self, client: Client, channel: str) -> bool:
+        """Remove `client` from `channel`; False if it was not there."""
+        if channel not in client.channels:
+            return False
+        client.channels.discard(channel)
+        subs = self.channels.get(channel)
+        if subs is not None:
+            subs.discard(client)
+            if not subs:
+                del self.channels[channel]
+        user = client.user
+        if user is not None:
+            counts = self.members.get(channel)
+            if counts is not None and user in counts:
+                counts[user] -= 1
+                if counts[user] <= 0:
+                    del counts[user]
+                    if not counts:
+                        del self.members[channel]
+                    if self._global is None:
+                        self._presence_event("leave", channel, user)
+        if self._global is not None:
+            self._global.changed(channel, user, client.id, -1)
+        return True
+
+    def presence(self, channel: str) -> dict:
+        """Members (user ids, each once), their count, and connections in `channel`.
+
+        With a Redis broker: across every process (this process's view while Redis is down).
+        """
+        glob = self.global_presence
+        if glob is not None:
+            everywhere = glob.members(channel)
+            if everywhere is not None:
+                return everywhere
+        members = sorted(self.members.get(channel, ()))
+        return {"members": members, "count": len(members),
+                "connections": len(self.channels.get(channel, ()))}
+
+    def remote_presence_event(self, op: str, channel: str, user: str, skip_id: str) -> None:
+        """A join/leave from the bus (any process): tell this process's subscribers."""
+        self._presence_event(op, channel, user, skip=self.clients.get(skip_id))
+
+    def _presence_event(self, op: str, channel: str, user: str,
+                        skip: Client | None = None) -> None:
+        subs = self.channels.get(channel)
+        if subs:
+            text = dumps({"op": op, "channel": channel, "user": user})
+            self.fan_out((c for c in subs if c is not skip), text)
+
+    # -- delivery --------------------------------------------------------------------
+
+    def publish(self, channel: str, data: Any, sender: str | None = None,
+                persist: bool = True) -> dict:
+        """Store the message (id, next offset) and deliver it to every subscriber anywhere.
+
+        `persist=False` is for live feeds nobody replays (a dashboard tick): no store write,
+        no history, and the message carries `"offset": null`.
+        """
+        msg = self.new_id()
+        if not persist:
+            pipeline = self.pipeline  # makes sure the broker is started
+            pipeline.broker.publish(channel, message_raw(channel, None, msg, dumps(data),
+                                                         sender, now_ms()))
+            return {"msg": msg, "offset": None}
+        offset = self.pipeline.submit(("publish", channel, msg, sender, now_ms(), dumps(data)))
+        return {"msg": msg, "offset": offset}
+
+    def push(self, user: str, data: Any, category: str | None = None,
+             ttl: float | None = None) -> dict:
+        """A personal message to `user`, kept until acked; quotas may suppress it.
+
+        Returns msg, status ("delivered" when one of the user's connections got it, "stored"
+        when the user is offline, "suppressed" by a quota), reason and offset.
+        """
+        msg = self.new_id()
+        ts = now_ms()
+        ttl = self.settings.push_ttl if ttl is None else ttl
+        status, reason, offset = self.pipeline.submit(
+            ("push", user, msg, ts, dumps(data), category, ts + int(ttl * 1000), self.quotas))
+        if status == SUPPRESSED:
+            return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None}
+        online = bool(self.users.get(user))
+        if not online and self._global is not None:  # a tab on another process counts
+            online = self._global.is_online(user)
+        return {"msg": msg, "status": "delivered" if online else "stored", "reason": None,
+                "offset": offset}
+
+    def ack(self, user: str, msg: str) -> str | None:
+        """Record `user`'s ack of `msg`; the status after, or None if it is not theirs."""
+        return self.store.ack(user, msg, now_ms())
+
+    def deliver(self, channel: str, text: str) -> None:
+        """Hand a published message to this process's subscribers (the broker calls this)."""
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        if self._replays:
+            live = []
+            for client in subs:
+                held = client.replaying.get(channel)
+                if held is None:
+                    live.append(client)
+                else:
+                    held.append(text)
+            subs = live
+        sent = self.fan_out(subs, text)
+        if sent and channel.startswith("user:"):
+            # A personal message reached the user's connection(s): record it.
+            msg = json.loads(text).get("msg")
+            self.pipeline.submit_nowait(("delivered", [msg], now_ms()))
+
+    def last_offset(self, channel: str) -> int:
+        """The offset of the channel's latest message (0 when it has none)."""
+        return self.store.last_offset(channel)
+
+    def subscribe_replay(self, client: Client, channel: str, since: int | None) -> dict:
+        """Subscribe; with `since`, first send every stored message after that offset.
+
+        Live messages arriving meanwhile are held and released after the history, minus any
+        the history already carried, so the client sees each offset once, in order.
+        """
+        if since is None:
+            self.subscribe(client, channel)
+            return {"offset": self.last_offset(channel)}
+        held = client.replaying[channel] = []
+        self._replays += 1
+        try:
+            self.subscribe(client, channel)
+            history = self.store.history(channel, since, self.settings.history_size)
+            last_sent = since
+            for m in history["messages"]:
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
+                                       m["ts"]))
+                last_sent = m["offset"]
+            replayed = len(history["messages"])
+            while held:  # no yield between the last check and leaving replay mode
+                text = held.pop(0)
+                offset = json.loads(text)["offset"]
+                if offset is None:  # a live, unstored message: never in history
+                    client.ws.send(text)
+                elif offset > last_sent:
+                    client.ws.send(text)
+                    last_sent = offset
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        return {"offset": max(last_sent, history["last_offset"]), "replayed": replayed,
+                "first_offset": history["first_offset"],
+                "history_lost": history["first_offset"] > since + 1}
+
+    def deliver_pending(self, client: Client) -> int:
+        """On connect: subscribe the user's own channel and send every unacked message."""
+        user = client.user
+        if user is None:
+            return 0
+        channel = f"user:{user}"
+        held = client.replaying[channel] = []
+        self._replays += 1
+        sent_ids: set[str] = set()
+        try:
+            self.subscribe(client, channel)
+            for m in self.store.pending(user, now_ms()):
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
+                sent_ids.add(m["msg"])
+            while held:
+                text = held.pop(0)
+                if json.loads(text)["msg"] not in sent_ids:
+                    client.ws.send(text)
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        if sent_ids:
+            self.pipeline.submit_nowait(("delivered", sorted(sent_ids), now_ms()))
+        return len(sent_ids)
+
+    def send_to_user(self, user: str, text: str) -> int:
+        """Send to every connection (tab) of `user`; returns how many."""
+        return self.fan_out(self.users.get(user, ()), text)
+
+    def broadcast(self, text: str) -> int:
+        """Send to every /ws connection."""
+        return self.fan_out(self.clients.values(), text)
+
+    def fan_out(self, recipients: Iterable[Client], text: str) -> int:
+        """Send one text message to many: the frame is built once, nobody waits on anyone."""
+        started = time.perf_counter()
+        frame = build_frame(OP_TEXT, text.encode("utf-8"))
+        limit = self.settings.max_backlog
+        sent = 0
+        for client in tuple(recipients):  # copy: cutting a slow reader edits the sets
+            if client.ws.queue_frame(frame, limit):
+                sent += 1
+            elif not client.ws.closed:
+                self._cut_slow(client)
+        if self.on_fanout is not None:
+            self.on_fanout(time.perf_counter() - started)
+        return sent
+
+    def _cut_slow(self, client: Client) -> None:
+        TRAFFIC.slow_consumer_drops += 1
+        log.warning("slow consumer %s (user %s): %d bytes queued, closing with 1008",
+                    client.ws.peer, client.user, client.ws.backlog)
+        self.disconnect(client)
+        gevent.spawn(client.ws.terminate, CLOSE_POLICY_VIOLATION, "slow consumer")
+
+    # -- figures ---------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """Figures for the dashboard and /metrics."""
+        glob = self._global
+        online = glob.online() if glob is not None else None
+        return {
+            "connections": len(self.clients),
+            "users": online["users"] if online is not None else len(self.users),
+            "channels": len(self.channels),
+            "messages_in": TRAFFIC.messages_in,
+            "messages_out": TRAFFIC.messages_out,
+            "bytes_in": TRAFFIC.bytes_in,
+            "bytes_out": TRAFFIC.bytes_out,
+            "slow_consumer_drops": TRAFFIC.slow_consumer_drops,
+        }
+
+
+def get_hub(app: Any) -> Hub:
+    """The hub of a Flask app (created on first use from the app's Settings)."""
+    hub = app.extensions.get("wsapp.realtime.hub")
+    if hub is None:
+        hub = app.extensions["wsapp.realtime.hub"] = Hub(app.config["WSAPP"])
+    return hub

@@ -1,0 +1,440 @@
+"""The WSGI handler: a drop-in subclass of gevent-websocket's WebSocketHandler.
+
+Pass it as `handler_class` to gevent's WSGIServer. It checks the handshake strictly (with
+clear HTTP errors as bytes), negotiates permessage-deflate, builds our `WebSocket` at
+environ["wsgi.websocket"] and runs the app. The 101 response is sent when the route first
+uses the socket, so a route that returns an HTTP error without touching it (or a URL with
+no route: 404) answers the client with that error instead of a dead WebSocket.
+
+Settings come from `server.settings` (set by wsapp.server) or, for a bare WSGIServer, from
+WSAPP_* environment variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import logging
+import socket
+import sys
+import time
+from collections.abc import Callable
+from logging import ERROR, INFO
+from types import FunctionType
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+from gevent.pywsgi import Input, WSGIHandler
+from geventwebsocket.handler import WebSocketHandler as _StockHandler
+
+from wsapp.config import Settings, from_env
+from wsapp.websocket.connection import WebSocket
+from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
+from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.tracker import ConnectionTracker
+
+log = logging.getLogger("wsapp.websocket.handler")
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_EMPTY_INPUT = io.BytesIO()
+_NO_BODY = Input(None, 0)
+_DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+# Header values that differ on every connection: interning them would only add entries.
+_UNIQUE_VALUES = frozenset({"HTTP_SEC_WEBSOCKET_KEY", "HTTP_COOKIE", "HTTP_AUTHORIZATION"})
+
+
+class _HandshakeTimeout(BaseException):
+    """The client did not finish its HTTP request in time.
+
+    A BaseException, like gevent.Timeout: pywsgi turns any Exception raised while parsing
+    headers into a logged "invalid request" with a traceback.
+    """
+
+
+class Rejection(Exception):
+    """A handshake refused with an HTTP status; the body says why, in plain text."""
+
+    def __init__(self, status: str, reason: str, headers: list | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def share_header_strings(environ: dict) -> dict:
+    """A copy of `environ` whose header names and common header values are interned.
+
+    pywsgi builds each name anew ("HTTP_" + name) for every request, and every connection
+    of a browser sends the same User-Agent, Origin, Accept-Language...: tens of thousands
+    of idle connections can share one copy of each. Interned strings die with their last
+    user, so a client sending odd values leaves nothing behind.
+    """
+    shared = {}
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            key = sys.intern(key)
+            if key not in _UNIQUE_VALUES and type(value) is str and len(value) <= 256:
+                value = sys.intern(value)
+        shared[key] = value
+    return shared
+
+
+def accept_key(key: str) -> str:
+    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """Whether a browser Origin may connect: its own host, the allowlist, or '*'.
+
+    Non-browser clients send no Origin and are allowed: Origin protects browsers' users
+    from other sites, it is not authentication.
+    """
+    if not origin:
+        return True
+    if "*" in allowed:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    if not parts.hostname or not host:
+        return False
+    origin_port = str(parts.port) if parts.port else _DEFAULT_PORTS.get(parts.scheme, "")
+    host = host.strip().lower()
+    if host.startswith("["):  # IPv6 literal
+        name, _, port = host[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        name, _, port = host.partition(":")
+    return parts.hostname == name and (port or _DEFAULT_PORTS.get(parts.scheme, "")) == (
+        origin_port)
+
+
+_default_settings: Settings | None = None
+
+
+class WebSocketHandler(_StockHandler):
+    """gevent-websocket's handler with a hardened handshake and our WebSocket object."""
+
+    websocket: WebSocket | None = None
+
+    # -- settings and shared state ---------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        settings = getattr(self.server, "settings", None)
+        if settings is None:
+            global _default_settings
+            if _default_settings is None:
+                _default_settings = from_env()
+            settings = self.server.settings = _default_settings
+        return settings
+
+    @property
+    def tracker(self) -> ConnectionTracker:
+        tracker = getattr(self.server, "tracker", None)
+        if tracker is None:
+            s = self.settings
+            tracker = self.server.tracker = ConnectionTracker(s.ping_interval, s.ping_timeout)
+        return tracker
+
+    # -- request reading with a deadline -----------------------------------------------
+
+    def handle_one_request(self):  # type: ignore[override]
+        """Read one request; a client gets `handshake_timeout` seconds to send it all."""
+        # Held on self, not in a local: this frame lives as long as the WebSocket does, and
+        # get_environ() drops the timer as soon as the headers are in.
+        self._request_timer = gevent.Timeout(self.settings.handshake_timeout, _HandshakeTimeout)
+        self._request_timer.start()
+        try:
+            return super().handle_one_request()
+        except _HandshakeTimeout:
+            log_soon(log, INFO, "handshake timeout: %s sent no complete request within %.1fs",
+                     self._peer(), self.settings.handshake_timeout)
+            return None
+        finally:
+            self._stop_request_timer()
+
+    def _stop_request_timer(self) -> None:
+        timer = self.__dict__.pop("_request_timer", None)
+        if timer is not None:
+            timer.close()
+
+    def get_environ(self) -> dict:
+        # Called once the request line and headers are in: the deadline no longer applies.
+        self._stop_request_timer()
+        # "GET" and "HTTP/1.1" as one shared copy each, in environ too
+        self.command = sys.intern(self.command)
+        self.request_version = sys.intern(self.request_version)
+        return share_header_strings(super().get_environ())
+
+    # -- the upgrade -------------------------------------------------------------------
+
+    def run_application(self) -> None:
+        if "websocket" not in self.environ.get("HTTP_UPGRADE", "").lower():
+            return WSGIHandler.run_application(self)  # plain HTTP
+        self.close_connection = True
+        ws = self._upgrade()
+        if ws is not None:
+            self._serve(ws)
+        return None
+
+    def _upgrade(self) -> WebSocket | None:
+        """Check the handshake and build the WebSocket, or answer the refusal and return None.
+
+        Separate from _serve() so that none of the handshake's temporaries stay referenced
+        from a frame that lives as long as the connection.
+        """
+        env = self.environ
+        try:
+            headers, deflate = self._check_handshake()
+        except Rejection as rej:
+            log_soon(log, INFO, "handshake refused %s %s: %s %s", self._peer(),
+                     env.get("PATH_INFO"), rej.status, rej.reason)
+            self._respond(rej.status, rej.headers, rej.reason.encode("utf-8") + b"\n")
+            return None
+        response = "".join(f"{k}: {v}\r\n" for k, v in headers)
+        self._response_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode(
+            "latin-1")
+        _no_delay(self.socket)
+        s = self.settings
+        offered = dict(headers)
+        ws = WebSocket(self.socket, env, max_message_size=s.max_message_size,
+                       max_fragments=s.max_fragments, deflate=deflate,
+                       close_timeout=s.close_timeout, accept=self._accept,
+                       initial=self._take_buffered_input(),
+                       protocol=offered.get("Sec-WebSocket-Protocol"),
+                       extensions=offered.get("Sec-WebSocket-Extensions"))
+        self.websocket = ws
+        env["wsgi.websocket"] = ws
+        env["wsgi.websocket_version"] = "13"
+        return ws
+
+    def _accept(self) -> None:
+        """Send the 101 (the WebSocket calls this when the route first uses it)."""
+        self.socket.sendall(self.__dict__.pop("_response_101"))
+        self.status = "101 Switching Protocols"
+        self.code = 101
+        self.headers_sent = True
+        log_soon(log, INFO, "upgrade %s %s%s", self._peer(), self.environ.get("PATH_INFO"),
+                 " deflate" if self.websocket and self.websocket.extensions else "")
+
+    def _serve(self, ws: WebSocket) -> None:
+        """Run the app on the WebSocket, then close it and log (this frame idles with it)."""
+        env = self.environ
+        tracker = self.tracker
+        tracker.add(ws, env.get("REMOTE_ADDR", ""))
+        answer = _RouteAnswer()
+        failed = False
+        body = b""
+        try:
+            result = call_app(self.application, env, answer)
+            try:
+                if not ws.accepted and not answer.success:
+                    body = b"".join(result)  # the app refused: its response goes out as is
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception as exc:
+            failed = True
+            log_soon(log, ERROR, "route %s raised", env.get("PATH_INFO"), exc_info=exc)
+        finally:
+            tracker.discard(ws, env.get("REMOTE_ADDR", ""))
+        try:
+            if not ws.accepted and not failed and not answer.success:
+                ws._accept = None  # never upgraded
+                self.__dict__.pop("_response_101", None)
+                self._respond(answer.status, answer.headers, body)
+                log_soon(log, INFO, "handshake refused by route %s %s: %s", self._peer(),
+                         env.get("PATH_INFO"), answer.status)
+                return
+            if failed or (answer.status or "")[:1] == "5":
+                ws.close(CLOSE_INTERNAL_ERROR, "internal server error")
+            elif not ws.closed or not ws.accepted:
+                ws.close(CLOSE_NORMAL, "")
+        finally:
+            env["wsgi.websocket"] = None
+            self.websocket = None
+            if ws.accepted:
+                log_soon(log, INFO, "close %s %s %.1fs sent=%s received=%s %s", self._peer(),
+                         env.get("PATH_INFO"), time.monotonic() - ws.opened_at,
+                         ws.sent_close_code, ws.close_code, ws.close_reason)
+
+    def _check_handshake(self) -> tuple[list[tuple[str, str]], object]:
+        """Validate the upgrade request; return the 101 headers and the deflate state."""
+        env = self.environ
+        s = self.settings
+        version_header = [("Sec-WebSocket-Version", "13")]
+        if self.request_version != "HTTP/1.1":
+            raise Rejection("400 Bad Request", f"WebSocket needs HTTP/1.1, got "
+                            f"{self.request_version}")
+        if env.get("REQUEST_METHOD") != "GET":
+            raise Rejection("400 Bad Request", "a WebSocket handshake must be a GET request")
+        if "upgrade" not in [t.strip() for t in env.get("HTTP_CONNECTION", "").lower().split(",")]:
+            raise Rejection("400 Bad Request", "Connection header lacks the 'upgrade' token")
+        version = env.get("HTTP_SEC_WEBSOCKET_VERSION")
+        if not version:
+            raise Rejection("426 Upgrade Required", "Sec-WebSocket-Version header missing",
+                            version_header)
+        if version.strip() != "13":
+            raise Rejection("400 Bad Request", f"unsupported WebSocket version {version!r}",
+                            version_header)
+        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
+        try:
+            if len(base64.b64decode(key, validate=True)) != 16:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise Rejection("400 Bad Request",
+                            "Sec-WebSocket-Key must be 16 bytes in base64") from None
+        if not origin_allowed(env.get("HTTP_ORIGIN"), env.get("HTTP_HOST"), s.origins()):
+            raise Rejection("403 Forbidden", f"origin {env.get('HTTP_ORIGIN')!r} not allowed")
+        tracker = self.tracker
+        if len(tracker) >= s.max_connections:
+            raise Rejection("503 Service Unavailable",
+                            f"server is at its limit of {s.max_connections} connections",
+                            [("Retry-After", "5")])
+        ip = env.get("REMOTE_ADDR", "")
+        if s.max_connections_per_ip and tracker.per_ip.get(ip, 0) >= s.max_connections_per_ip:
+            raise Rejection("429 Too Many Requests",
+                            f"{ip} already holds {s.max_connections_per_ip} connections",
+                            [("Retry-After", "5")])
+        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                   ("Sec-WebSocket-Accept", accept_key(key))]
+        deflate = None
+        if s.deflate and env.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"):
+            from wsapp.websocket.deflate import PerMessageDeflate, negotiate
+
+            agreed = negotiate(env["HTTP_SEC_WEBSOCKET_EXTENSIONS"])
+            if agreed is not None:
+                params, response = agreed
+                deflate = PerMessageDeflate(params, level=s.deflate_level)
+                headers.append(("Sec-WebSocket-Extensions", response))
+        protocol = self._select_protocol()
+        if protocol:
+            headers.append(("Sec-WebSocket-Protocol", protocol))
+        return headers, deflate
+
+    def _select_protocol(self) -> str | None:
+        """gevent-websocket's hook: `application.app_protocol(path)` names the subprotocol."""
+        offered = self.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
+        chooser = getattr(self.application, "app_protocol", None)
+        if not offered or chooser is None:
+            return None
+        wanted = chooser(self.environ["PATH_INFO"])
+        offers = [p.strip() for p in offered.split(",")]
+        return wanted if wanted in offers else None
+
+    def _take_buffered_input(self) -> bytes:
+        """Take bytes pywsgi already buffered past the headers, then drop its reader.
+
+        The 8 KiB buffered reader would otherwise live as long as the connection; ours
+        reads the socket directly and holds nothing while idle.
+        """
+        rfile, sock = self.rfile, self.socket
+        data = b""
+        try:
+            timeout = sock.gettimeout()
+            sock.settimeout(0.0)
+            try:
+                if rfile.peek(1):
+                    data = rfile.read1(1 << 20)
+            finally:
+                sock.settimeout(timeout)
+        except (OSError, ValueError):
+            pass
+        self.environ["wsgi.input"] = _EMPTY_INPUT
+        self.wsgi_input = _NO_BODY  # pywsgi discards the rest of a body when the app returns
+        self.__dict__.pop("headers", None)  # pywsgi's parsed copy; environ has them all
+        self.rfile = _EMPTY_INPUT
+        return data
+
+    def _respond(self, status: str, headers: list, body: bytes) -> None:
+        """Send a plain HTTP response and close (handshake refusals)."""
+        names = {k.lower() for k, _ in headers}
+        headers = list(headers)
+        if "content-type" not in names:
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        headers.append(("Connection", "close"))
+        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+        self.status = status
+        self.code = int(status.split()[0])
+        self.headers_sent = True
+        try:
+            self.socket.sendall(head.encode("latin-1") + body)
+        except OSError:
+            pass
+
+    # -- logging ---------------------------------------------------------------------
+
+    def _peer(self) -> str:
+        addr = self.client_address
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            return f"{addr[0]}:{addr[1]}"
+        return str(addr)
+
+    def log_request(self) -> None:
+        # WebSocket upgrades and refusals are logged by us with more detail.
+        environ = getattr(self, "environ", None)
+        if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
+            return
+        WSGIHandler.log_request(self)
+
+
+def call_app(app: Callable, environ: dict, start_response: Callable) -> Any:
+    """`app(environ, start_response)`, calling a Python-level ``__call__`` directly.
+
+    Python 3.11 runs ``obj(...)`` through C when ``__call__`` is a method, and a WebSocket
+    route sits inside that call for the connection's whole life: greenlet keeps a heap copy
+    of each such C frame (~0.7 kB per idle connection for Flask's app object).
+    """
+    call = type(app).__call__
+    if type(call) is FunctionType:
+        return call(app, environ, start_response)
+    return app(environ, start_response)
+
+
+def _no_delay(sock: socket.socket) -> None:
+    """Turn Nagle's algorithm off: a message must not wait for the ACK of the one before.
+
+    With it on, a push that follows another within a round trip is held back (up to the
+    peer's delayed-ACK timer, 40 ms on Linux), and so is the tail of every large frame.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # the peer is already gone; the first read or write will say so
+
+
+class _RouteAnswer:
+    """The route's start_response: the HTTP status it answered with, if any.
+
+    A small object rather than a closure, since it stays referenced while the route runs.
+    """
+
+    __slots__ = ("status", "headers")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.headers: list = []
+
+    def __call__(self, status: str, headers: list, exc_info: Any = None) -> Callable:
+        self.status = status
+        self.headers = headers
+        return _ignore_body
+
+    @property
+    def success(self) -> bool:
+        """A route that answered 1xx/2xx (or nothing) accepted the WebSocket."""
+        return self.status is None or self.status[:1] in ("1", "2")
+
+
+def _ignore_body(data: bytes) -> None:
+    """The write() callable handed to a WebSocket route: HTTP body bytes have no place."""
