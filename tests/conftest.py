@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import serverproc
 import websocket
+from redisproc import RedisServer
 from serverproc import SERVE, free_port, port_open
 
 _UPGRADE = re.compile(r"wsapp\.websocket\.handler: upgrade (\S+) ")
@@ -204,3 +205,23 @@ def start_module_server(tmp_path_factory):
         yield launcher
     finally:
         launcher.stop_all()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One redis-server for the tests that do not kill it (each uses its own key prefix)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server for one test, which may kill and restart it."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -10,66 +10,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import serverproc
 from realtime.helpers import RealtimeServer
-from serverproc import free_port
+from redisproc import RedisServer
 
 API_KEY = "cluster-key"
 SECRET = "cluster-secret"  # every process must verify every other's tokens
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 _prefixes = itertools.count(1)
-
-
-class RedisServer:
-    """A redis-server we start (and only we stop), without persistence, on 127.0.0.1."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, port: int | None = None, timeout: float = 10.0) -> RedisServer:
-        """Start on `port` (a free one by default) and wait until it answers PING."""
-        self.port = port or free_port()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = serverproc.spawn(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
-            self.workdir / "redis.log")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"redis-server exited {self.proc.returncode}: "
-                                     f"{(self.workdir / 'redis.log').read_text()[-2000:]}")
-            if self.ping():
-                return self
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not answer PING")
-
-    def ping(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def url(self, prefix: str) -> str:
-        return f"redis://127.0.0.1:{self.port}/0?prefix={prefix}"
-
-    def kill(self) -> None:
-        """SIGKILL: an abrupt Redis failure."""
-        serverproc.kill(self.proc)
-
-    def stop(self) -> None:
-        serverproc.stop(self.proc)
 
 
 class ClusterServer(RealtimeServer):
@@ -133,26 +83,6 @@ class Cluster:
     def stop_all(self) -> None:
         for server in self.servers:
             server.stop()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """One redis-server for the cluster tests that do not kill it."""
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    """A redis-server for one test, which may kill and restart it."""
-    server = RedisServer(tmp_path / "redis").start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ import signal
 import threading
 import time
 
+import httpcall as http
 import pytest
 import websocket
-
-from delivery import requests_shim as http
 
 KEY = "test-key"
 

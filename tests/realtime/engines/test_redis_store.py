@@ -12,8 +12,8 @@ import json
 import os
 
 import pytest
-from delivery import test_store as contract
 
+from realtime.engines import test_sqlite as contract
 from wsapp.realtime.engines.memory import open_broker
 from wsapp.realtime.engines.redis.backend import RedisBroker, RedisStore, envelope_parts
 from wsapp.realtime.engines.sqlite import open_store
