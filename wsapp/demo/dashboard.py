@@ -2,9 +2,8 @@
 
 One greenlet per app, started by the demo blueprint on the app's first request. It holds the
 app only weakly, so an app that is dropped takes its publisher with it. With a Redis broker
-every process shares its counters and one of them (elected through the presence engine)
-publishes the
-sums, so subscribers see one tick a second with the cluster's figures.
+every process shares its counters and one of them (elected by the hub's cluster_stats)
+publishes the sums, so subscribers see one tick a second with the cluster's figures.
 """
 
 from __future__ import annotations
@@ -80,12 +79,9 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
             from wsapp.realtime.hub import get_hub
 
             hub = get_hub(app)
-            stats = hub.stats()
-            cluster = hub.global_presence
-            if cluster is not None:  # several processes: one publishes everyone's figures
-                stats = cluster.dashboard(stats)
-                if stats is None:
-                    continue
+            stats = hub.cluster_stats()  # several processes: one publishes everyone's figures
+            if stats is None:
+                continue
             r = rates.update(stats, time.monotonic())
             hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)),
                         persist=False)  # a live figure: nobody replays yesterday's ticks

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from wsapp.realtime.auth import USER_RE, TokenSigner, api_key_ok, load_secret
-from wsapp.realtime.engines.sqlite import STATUSES
+from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.hub import get_hub
 from wsapp.realtime.messages import RequestError, check_channel, dumps
 from wsapp.realtime.pipeline import now_ms

@@ -12,6 +12,12 @@ Publishing goes hub → pipeline (store: offset, history) → broker (every proc
 process's `deliver`. A subscription with `since` is registered in *replay* mode: live
 messages for it are held while history is sent, then released with duplicates dropped by
 offset, so a reconnecting client sees no gap and no duplicate at the seam.
+
+Below the hub sit three engines (engines/base.py): the Store, the Broker and the Presence.
+The hub never asks which ones they are: one process runs the memory broker and local
+presence, a cluster the Redis ones, through the same calls. The hub is the broker's and the
+presence's handler (deliver, control, resumed, presence_event) and their LocalView of this
+process's connections.
 """
 
 from __future__ import annotations
@@ -21,21 +27,26 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import gevent
 
 from wsapp.config import Settings
-from wsapp.realtime.engines.memory import MemoryBroker, open_broker
-from wsapp.realtime.engines.sqlite import SUPPRESSED, SQLiteStore, open_store
+from wsapp.realtime.engines import Engines
+from wsapp.realtime.engines.base import SUPPRESSED, Broker, Presence, Store
 from wsapp.realtime.limits import parse_quotas
 from wsapp.realtime.messages import dumps, message, message_raw
 from wsapp.realtime.pipeline import Pipeline, now_ms
 from wsapp.websocket.connection import TRAFFIC, WebSocket
 from wsapp.websocket.frames import CLOSE_POLICY_VIOLATION, OP_TEXT, build_frame
 
-log = logging.getLogger("wsapp.realtime.hub")
+log = logging.getLogger(__name__)
+
+# The stats() figures that add up across processes, and how long one process reports them.
+SUMMED = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
+          "slow_consumer_drops")
+STATS_LEASE = 3.0
 
 
 class Client:
@@ -54,13 +65,13 @@ class Client:
 class Hub:
     """Registry and fan-out for one process."""
 
-    def __init__(self, settings: Settings, store: SQLiteStore | None = None,
-                 broker: MemoryBroker | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store | None = None,
+                 broker: Broker | None = None, presence: Presence | None = None) -> None:
         self.settings = settings
         self.quotas = parse_quotas(settings.quota)
-        self._store = store
-        self._broker = broker
+        self.engines = Engines(settings, store=store, broker=broker, presence=presence)
         self._pipeline: Pipeline | None = None
+        self._presence: Presence | None = None
         self._replays = 0  # replays in progress: deliver() checks clients only when > 0
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[Client]] = {}
@@ -69,29 +80,33 @@ class Hub:
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
-        # Cluster-wide presence (the Redis engine's) when the broker is Redis; None: local maps.
-        self._global: Any = None
-        self._global_wanted = settings.broker.startswith(("redis://", "rediss://", "unix://"))
 
-    # -- delivery plumbing ---------------------------------------------------------
+    # -- engines (each started on first use: an app that never publishes opens nothing) ---
 
     @property
-    def store(self) -> SQLiteStore:
-        """The store (opened on first use, so an app that never publishes opens no file)."""
-        if self._store is None:
-            s = self.settings
-            self._store = open_store(s.store_url(), s.history_size, s.history_ttl)
-        return self._store
+    def store(self) -> Store:
+        """Where history and personal messages are kept."""
+        return self.engines.store
 
     @property
     def pipeline(self) -> Pipeline:
-        """The single writer in front of the store and broker."""
+        """The single writer in front of the store and broker (starts the broker)."""
         if self._pipeline is None:
-            if self._broker is None:
-                self._broker = open_broker(self.settings.broker)
-            self._broker.start(self.deliver)
-            self._pipeline = Pipeline(self.store, self._broker)
+            broker = self.engines.broker
+            broker.start(self)
+            self._pipeline = Pipeline(self.store, broker)
         return self._pipeline
+
+    @property
+    def presence_engine(self) -> Presence:
+        """Who is where (started on the first subscription, after the broker)."""
+        if self._presence is None:
+            self.pipeline  # noqa: B018 -- the broker first: presence events share its bus
+            if self._presence is None:  # another greenlet may have finished it meanwhile
+                presence = self.engines.presence
+                presence.start(self, self)
+                self._presence = presence
+        return self._presence
 
     # -- identity ------------------------------------------------------------------
 
@@ -124,37 +139,18 @@ class Hub:
 
     # -- channels and presence -----------------------------------------------------
 
-    @property
-    def global_presence(self) -> Any:
-        """wsapp.presence.GlobalPresence with a Redis broker (started on first use), or None."""
-        if self._global is None and self._global_wanted:
-            from wsapp.realtime.engines.redis.presence import GlobalPresence
-
-            self.pipeline  # noqa: B018 -- starts the broker: this process must read the bus
-            if self._global is not None:  # another greenlet finished it while we waited
-                return self._global
-            backend = getattr(self._broker, "backend", None)
-            if backend is None:  # a broker handed in that is not Redis: stay local
-                self._global_wanted = False
-                return None
-            self._global = GlobalPresence(backend, self)
-        return self._global
-
     def subscribe(self, client: Client, channel: str) -> bool:
         """Add `client` to `channel`; False if it was already there."""
         if channel in client.channels:
             return False
-        glob = self.global_presence
+        presence = self.presence_engine
         client.channels.add(channel)
         self.channels.setdefault(channel, set()).add(client)
         user = client.user
         if user is not None:
             counts = self.members.setdefault(channel, {})
             counts[user] = counts.get(user, 0) + 1
-            if counts[user] == 1 and glob is None:
-                self._presence_event("join", channel, user, skip=client)
-        if glob is not None:  # join/leave come back over the bus, from whichever process
-            glob.changed(channel, user, client.id, +1)
+        presence.changed(channel, user, client.id, +1)  # join on a user's first connection
         return True
 
     def unsubscribe(self, client: Client, channel: str) -> bool:
@@ -176,36 +172,47 @@ class Hub:
                     del counts[user]
                     if not counts:
                         del self.members[channel]
-                    if self._global is None:
-                        self._presence_event("leave", channel, user)
-        if self._global is not None:
-            self._global.changed(channel, user, client.id, -1)
+        self.presence_engine.changed(channel, user, client.id, -1)  # leave on the last one
         return True
 
-    def presence(self, channel: str) -> dict:
-        """Members (user ids, each once), their count, and connections in `channel`.
+    def presence(self, channel: str) -> dict[str, Any]:
+        """Members (user ids, each once), their count, and connections in `channel`, across
+        every process the broker reaches."""
+        return self.presence_engine.members(channel)
 
-        With a Redis broker: across every process (this process's view while Redis is down).
-        """
-        glob = self.global_presence
-        if glob is not None:
-            everywhere = glob.members(channel)
-            if everywhere is not None:
-                return everywhere
-        members = sorted(self.members.get(channel, ()))
-        return {"members": members, "count": len(members),
-                "connections": len(self.channels.get(channel, ()))}
-
-    def remote_presence_event(self, op: str, channel: str, user: str, skip_id: str) -> None:
-        """A join/leave from the bus (any process): tell this process's subscribers."""
-        self._presence_event(op, channel, user, skip=self.clients.get(skip_id))
-
-    def _presence_event(self, op: str, channel: str, user: str,
-                        skip: Client | None = None) -> None:
+    def presence_event(self, op: str, channel: str, user: str, skip: str) -> None:
+        """A join/leave (from this process or another): tell this process's subscribers,
+        except the connection `skip` (the joiner)."""
         subs = self.channels.get(channel)
         if subs:
             text = dumps({"op": op, "channel": channel, "user": user})
-            self.fan_out((c for c in subs if c is not skip), text)
+            self.fan_out((c for c in subs if c.id != skip), text)
+
+    # -- the LocalView presence engines read ---------------------------------------------
+
+    def local_members(self, channel: str) -> Mapping[str, int]:
+        """user -> that user's connections in `channel` on this process."""
+        return self.members.get(channel, {})
+
+    def local_connections(self, channel: str) -> int:
+        """Connections in `channel` on this process."""
+        return len(self.channels.get(channel, ()))
+
+    def local_channels(self) -> Iterable[str]:
+        """Channels with a connection on this process."""
+        return self.channels.keys()
+
+    def local_online(self, user: str) -> bool:
+        """Whether `user` has a connection on this process."""
+        return bool(self.users.get(user))
+
+    def local_users(self) -> int:
+        """Distinct users on this process."""
+        return len(self.users)
+
+    def connection_count(self) -> int:
+        """/ws connections on this process."""
+        return len(self.clients)
 
     # -- delivery --------------------------------------------------------------------
 
@@ -239,9 +246,7 @@ class Hub:
             ("push", user, msg, ts, dumps(data), category, ts + int(ttl * 1000), self.quotas))
         if status == SUPPRESSED:
             return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None}
-        online = bool(self.users.get(user))
-        if not online and self._global is not None:  # a tab on another process counts
-            online = self._global.is_online(user)
+        online = self.presence_engine.is_online(user)  # a tab on any process counts
         return {"msg": msg, "status": "delivered" if online else "stored", "reason": None,
                 "offset": offset}
 
@@ -268,6 +273,15 @@ class Hub:
             # A personal message reached the user's connection(s): record it.
             msg = json.loads(text).get("msg")
             self.pipeline.submit_nowait(("delivered", [msg], now_ms()))
+
+    def control(self, payload: str) -> None:
+        """A server-side operation from the broker (any process): carry it out here."""
+        log.warning("unknown control operation %.200r", payload)
+
+    def resumed(self) -> None:
+        """The broker is back after an outage; what it missed meanwhile is caught up in
+        catch_up() (issue: recovery after a bus outage)."""
+        log.info("broker resumed")
 
     def last_offset(self, channel: str) -> int:
         """The offset of the channel's latest message (0 when it has none)."""
@@ -365,13 +379,11 @@ class Hub:
 
     # -- figures ---------------------------------------------------------------------
 
-    def stats(self) -> dict:
-        """Figures for the dashboard and /metrics."""
-        glob = self._global
-        online = glob.online() if glob is not None else None
+    def stats(self) -> dict[str, int]:
+        """This process's figures (users: online anywhere) for the dashboard and /metrics."""
         return {
             "connections": len(self.clients),
-            "users": online["users"] if online is not None else len(self.users),
+            "users": self.presence_engine.online_users(),
             "channels": len(self.channels),
             "messages_in": TRAFFIC.messages_in,
             "messages_out": TRAFFIC.messages_out,
@@ -379,6 +391,20 @@ class Hub:
             "bytes_out": TRAFFIC.bytes_out,
             "slow_consumer_drops": TRAFFIC.slow_consumer_drops,
         }
+
+    def cluster_stats(self, lease: float = STATS_LEASE) -> dict[str, int] | None:
+        """stats() of every process summed, if this process is the one elected to report
+        them for `lease` seconds; None when another process reports (one process alone
+        always does)."""
+        local = self.stats()
+        presence = self.presence_engine
+        shares = presence.gather("stats", {k: local[k] for k in SUMMED}, lease)
+        if shares is None:
+            return None
+        figures = {k: sum(int(share.get(k, 0)) for share in shares) for k in SUMMED}
+        figures["users"] = local["users"]  # already counted everywhere
+        figures["channels"] = presence.channel_count()
+        return figures
 
 
 def get_hub(app: Any) -> Hub:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 
 class TokenBucket:
@@ -54,3 +55,20 @@ def parse_quotas(spec: str) -> dict[str, tuple[int, float]]:
             raise ValueError(f"bad quota {part!r}: COUNT must be >= 0")
         quotas[name] = (limit, float(_WINDOWS[window]))
     return quotas
+
+
+def window_name(seconds: float) -> str:
+    """'day' for 86400: how a quota window reads in a suppression reason."""
+    for name, length in _WINDOWS.items():
+        if length == int(seconds):
+            return name
+    return f"{int(seconds)}s"
+
+
+def applicable_quotas(quotas: Mapping[str, tuple[int, float]], user: str,
+                      category: str | None) -> list[tuple[str, int, float, str]]:
+    """The caps that count a push of `category` to `user`, each (name, limit, window seconds,
+    the reason a suppression gives): `total`, and the one named after the category."""
+    return [(name, limit, window,
+             f"quota {name}={limit}/{window_name(window)} reached for user {user}")
+            for name, (limit, window) in quotas.items() if name in ("total", category)]

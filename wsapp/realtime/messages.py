@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+from wsapp.realtime.exceptions import RequestError
+
 CHANNEL_RE = re.compile(r"^(?=.{1,128}$)(room|user|sys):[A-Za-z0-9_.:@-]+$")
 
 # op -> (required field, expected type) pairs; `id` is optional on every op.
@@ -23,16 +25,6 @@ OPS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
 }
 
 _SCALAR = (str, int, float, bool, type(None))
-
-
-class RequestError(Exception):
-    """A request the server refuses; `code` is from docs/protocol.md's error table."""
-
-    def __init__(self, code: str, reason: str, request_id: Any = None) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
-        self.request_id = request_id
 
 
 def dumps(obj: Any) -> str:

@@ -16,11 +16,11 @@ from typing import Any
 import gevent
 from gevent.event import AsyncResult, Event
 
-from wsapp.realtime.engines.memory import MemoryBroker
-from wsapp.realtime.engines.sqlite import PENDING, SQLiteStore
-from wsapp.realtime.messages import RequestError, message_raw
+from wsapp.realtime.engines.base import PENDING, Broker, Job, Store
+from wsapp.realtime.exceptions import RequestError
+from wsapp.realtime.messages import message_raw
 
-log = logging.getLogger("wsapp.pipeline")
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 
@@ -28,24 +28,24 @@ MAX_BATCH = 500
 class Pipeline:
     """Queue of store jobs with a single writer greenlet."""
 
-    def __init__(self, store: SQLiteStore, broker: MemoryBroker) -> None:
+    def __init__(self, store: Store, broker: Broker) -> None:
         self.store = store
         self.broker = broker
-        self._queue: list[tuple[tuple, AsyncResult | None]] = []
+        self._queue: list[tuple[Job, AsyncResult | None]] = []
         self._wake = Event()
         self._writer: gevent.Greenlet | None = None
 
-    def submit(self, job: tuple) -> Any:
-        """Run `job` (see wsapp.realtime.engines.sqlite) and return its result once delivered."""
+    def submit(self, job: Job) -> Any:
+        """Run `job` (see engines/base.py) and return its result once delivered."""
         result = AsyncResult()
         self._enqueue(job, result)
         return result.get()
 
-    def submit_nowait(self, job: tuple) -> None:
+    def submit_nowait(self, job: Job) -> None:
         """Queue a job whose result nobody waits for (status updates)."""
         self._enqueue(job, None)
 
-    def _enqueue(self, job: tuple, result: AsyncResult | None) -> None:
+    def _enqueue(self, job: Job, result: AsyncResult | None) -> None:
         self._queue.append((job, result))
         self._wake.set()
         if self._writer is None or self._writer.dead:
@@ -59,7 +59,7 @@ class Pipeline:
                 batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
                 self._process(batch)
 
-    def _process(self, batch: list[tuple[tuple, AsyncResult | None]]) -> None:
+    def _process(self, batch: list[tuple[Job, AsyncResult | None]]) -> None:
         jobs = [job for job, _ in batch]
         try:
             results = self.store.apply(jobs)
@@ -83,7 +83,7 @@ class Pipeline:
             if result is not None:
                 result.set(value)
 
-    def _deliver(self, job: tuple, value: Any) -> None:
+    def _deliver(self, job: Job, value: Any) -> None:
         kind = job[0]
         if kind == "publish":
             _, channel, msg, sender, ts, data = job

@@ -1,1 +1,122 @@
-"""Where messages are kept and how they cross processes (see base.py for the contracts)."""
+"""Where messages are kept and how they cross processes: the engines behind engines/base.py.
+
+`Engines` holds the three engines of one hub and opens each on first use; `open_engine` is the
+only place a URL picks an implementation:
+
+    store     ""  (SQLite in data_dir)   sqlite:///rel.db  sqlite:////abs.db   memory   redis://
+    broker    memory                                                                    redis://
+    presence  follows the broker: local with the memory broker, Redis with a Redis one
+
+redis://, rediss:// and unix:// URLs share one connection and bus per process (redis/).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Protocol
+
+from wsapp.realtime.engines.base import Broker, Health, Presence, Store
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+KINDS = ("store", "broker", "presence")
+
+
+class EngineSettings(Protocol):
+    """What the engines read from the settings."""
+
+    store: str
+    broker: str
+    data_dir: str
+    history_size: int
+    history_ttl: float
+
+
+def shared(url: str) -> bool:
+    """Whether an engine URL reaches other processes (several workers need that)."""
+    return url.startswith(REDIS_SCHEMES)
+
+
+def store_url(settings: EngineSettings) -> str:
+    """The store URL, defaulting to a SQLite file in data_dir."""
+    return settings.store or f"sqlite:///{settings.data_dir}/wsapp.db"
+
+
+def check_url(kind: str, url: str) -> None:
+    """ValueError saying what is wrong with an engine URL (checked at start, not first use)."""
+    if kind == "store":
+        if url == "memory" or shared(url):
+            return
+        from wsapp.realtime.engines.sqlite import sqlite_path
+
+        sqlite_path(url)  # raises for anything else
+        return
+    if url != "memory" and not shared(url):
+        raise ValueError(f"unsupported {kind} URL {url!r}: use memory (one process) or "
+                         "redis://host:port/db")
+
+
+def open_engine(kind: str, url: str, settings: EngineSettings) -> Any:
+    """The engine of `kind` ("store", "broker" or "presence") for `url`."""
+    check_url(kind, url)
+    if shared(url):  # imported only when configured: redis-py is an optional dependency
+        if kind == "store":
+            from wsapp.realtime.engines.redis.store import RedisStore
+
+            return RedisStore(url, settings.history_size, settings.history_ttl)
+        if kind == "broker":
+            from wsapp.realtime.engines.redis.broker import RedisBroker
+
+            return RedisBroker(url)
+        from wsapp.realtime.engines.redis.presence import RedisPresence
+
+        return RedisPresence(url)
+    from wsapp.realtime.engines import memory
+
+    if kind == "store" and url != "memory":
+        from wsapp.realtime.engines.sqlite import SQLiteStore
+
+        return SQLiteStore(url, settings.history_size, settings.history_ttl)
+    if kind == "store":
+        return memory.MemoryStore(settings.history_size, settings.history_ttl)
+    return memory.MemoryBroker() if kind == "broker" else memory.LocalPresence()
+
+
+class Engines:
+    """The store, broker and presence of one hub, each opened on first use (an app that never
+    publishes opens no file and no connection)."""
+
+    def __init__(self, settings: EngineSettings, *, store: Store | None = None,
+                 broker: Broker | None = None, presence: Presence | None = None) -> None:
+        self.settings = settings
+        # Engines handed in (tests, embedding) take the place of the configured ones.
+        for name, engine in (("store", store), ("broker", broker), ("presence", presence)):
+            if engine is not None:
+                self.__dict__[name] = engine
+
+    @cached_property
+    def store(self) -> Store:
+        """Where messages are kept."""
+        return open_engine("store", store_url(self.settings), self.settings)
+
+    @cached_property
+    def broker(self) -> Broker:
+        """How messages reach every process."""
+        return open_engine("broker", self.settings.broker, self.settings)
+
+    @cached_property
+    def presence(self) -> Presence:
+        """Who is where, across processes when the broker crosses them."""
+        return open_engine("presence", self.settings.broker, self.settings)
+
+    def opened(self) -> dict[str, Any]:
+        """The engines opened so far, by kind."""
+        return {kind: self.__dict__[kind] for kind in KINDS if kind in self.__dict__}
+
+    def health(self) -> dict[str, Health]:
+        """Each opened engine's state, by kind."""
+        return {kind: engine.health() for kind, engine in self.opened().items()}
+
+    def close(self) -> None:
+        """Close every opened engine."""
+        for engine in self.opened().values():
+            engine.close()

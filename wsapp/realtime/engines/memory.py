@@ -1,45 +1,307 @@
-"""The Broker: carries every published message to every process's hub.
+"""The in-process engines: one process, nothing shared, nothing kept across restarts.
 
-The in-memory broker serves one process: publish() hands the message straight to the local
-hub. A cross-process broker (Redis) has the same two methods.
+`MemoryBroker` delivers a publish straight to this process's hub; `LocalPresence` reads
+presence off the hub's own maps and fires join/leave itself; `MemoryStore` keeps history and
+personal messages in dicts (`--store memory`: for tests and throwaway servers — the default
+store is SQLite, which survives a restart). They implement the contracts of engines/base.py
+exactly as the SQLite and Redis engines do (tests/realtime/engines runs one suite on all).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-Deliver = Callable[[str, str], None]  # (channel, envelope text) -> None
+from wsapp.realtime.engines.base import (
+    ACKED,
+    DELIVERED,
+    EXPIRED,
+    PENDING,
+    SUPPRESSED,
+    BrokerHandler,
+    Health,
+    History,
+    Job,
+    LocalView,
+    PresenceHandler,
+    Quotas,
+)
+from wsapp.realtime.limits import applicable_quotas
+
+RECORD_RETENTION_MS = 8 * 86400 * 1000  # push records outlive their expiry and quota windows
 
 
 class MemoryBroker:
     """One process: publishing is delivering locally."""
 
-    name = "memory"
-
     def __init__(self) -> None:
-        self._deliver: Deliver | None = None
+        self._handler: BrokerHandler | None = None
 
-    def start(self, deliver: Deliver) -> None:
-        """Register the local hub's delivery function."""
-        self._deliver = deliver
+    def start(self, handler: BrokerHandler) -> None:
+        """Deliver to `handler` from now on."""
+        self._handler = handler
 
     def publish(self, channel: str, text: str) -> None:
         """Deliver `text` to the subscribers of `channel` (in this process)."""
-        if self._deliver is not None:
-            self._deliver(channel, text)
+        if self._handler is not None:
+            self._handler.deliver(channel, text)
+
+    def control(self, payload: str) -> None:
+        """This process is every process."""
+        if self._handler is not None:
+            self._handler.control(payload)
+
+    def health(self) -> Health:
+        """Always up."""
+        return {"engine": "memory", "state": "up"}
 
     def close(self) -> None:
         """Nothing to release."""
+        self._handler = None
 
 
-def open_broker(url: str) -> MemoryBroker:
-    """A broker for a URL: 'memory' (one process) or redis://host:port/db (many)."""
-    if url in ("", "memory"):
-        return MemoryBroker()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from wsapp.realtime.engines.redis.backend import (
-            RedisBroker,  # imported only when configured
-        )
+class LocalPresence:
+    """Presence of one process: the hub's own maps are the whole truth."""
 
-        return RedisBroker(url)  # type: ignore[return-value]
-    raise ValueError(f"unsupported broker URL {url!r}")
+    def __init__(self) -> None:
+        self._local: LocalView | None = None
+        self._handler: PresenceHandler | None = None
+
+    def start(self, local: LocalView, handler: PresenceHandler) -> None:
+        """Read `local`, send join/leave to `handler`."""
+        self._local, self._handler = local, handler
+
+    def _view(self) -> LocalView:
+        if self._local is None:
+            raise RuntimeError("presence used before start()")
+        return self._local
+
+    def changed(self, channel: str, user: str | None, client: str, delta: int) -> None:
+        """Fire join on a user's first connection in `channel`, leave on the last."""
+        if user is None or self._handler is None:
+            return
+        now = self._view().local_members(channel).get(user, 0)
+        if delta > 0 and now == delta:
+            self._handler.presence_event("join", channel, user, client)
+        elif delta < 0 and now == 0:
+            self._handler.presence_event("leave", channel, user, "")
+
+    def members(self, channel: str) -> dict[str, Any]:
+        """Members of `channel` on this process, each once."""
+        view = self._view()
+        members = sorted(view.local_members(channel))
+        return {"members": members, "count": len(members),
+                "connections": view.local_connections(channel)}
+
+    def is_online(self, user: str) -> bool:
+        """Whether `user` is connected here."""
+        return self._view().local_online(user)
+
+    def online_users(self) -> int:
+        """Distinct users connected here."""
+        return self._view().local_users()
+
+    def channel_count(self) -> int:
+        """Channels with a connection here."""
+        return sum(1 for _ in self._view().local_channels())
+
+    def gather(self, name: str, share: dict[str, Any], lease: float) -> list[dict[str, Any]]:
+        """One process reports its own figures."""
+        return [share]
+
+    def health(self) -> Health:
+        """Always up."""
+        return {"engine": "memory", "state": "up"}
+
+    def close(self) -> None:
+        """Nothing to take out."""
+
+
+@dataclass
+class _Record:
+    """One personal message, as push records show it."""
+
+    msg: str
+    user: str
+    offset: int | None
+    category: str | None
+    data: str
+    status: str
+    reason: str | None
+    created: int
+    expires: int | None
+    delivered: int | None = None
+    acked: int | None = None
+    attempts: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"msg": self.msg, "status": self.status, "reason": self.reason,
+                "category": self.category, "offset": self.offset, "created": self.created,
+                "delivered": self.delivered, "acked": self.acked, "expires": self.expires,
+                "attempts": self.attempts, "data": json.loads(self.data)}
+
+
+class MemoryStore:
+    """History and personal messages in this process's memory, bounded like the others."""
+
+    def __init__(self, history_size: int = 1000, history_ttl: float = 86400.0) -> None:
+        self.history_size = history_size
+        self.history_ttl_ms = int(history_ttl * 1000)
+        self._last: dict[str, int] = {}
+        # channel -> (offset, msg, sender, ts, data_json), oldest first
+        self._history: dict[str, deque[tuple[int, str, str | None, int, str]]] = {}
+        self._records: dict[str, _Record] = {}
+        self._by_user: dict[str, list[_Record]] = {}  # in creation order
+
+    # -- writes ------------------------------------------------------------------------
+
+    def apply(self, jobs: Sequence[Job]) -> list[Any]:
+        """Run the jobs in order; an unknown job refuses the batch before any is run."""
+        for job in jobs:
+            if job[0] not in ("publish", "push", "delivered"):
+                raise ValueError(f"unknown store job {job[0]!r}")
+        return self._apply(jobs)
+
+    def _apply(self, jobs: Sequence[Job]) -> list[Any]:
+        results: list[Any] = []
+        touched: set[str] = set()
+        for job in jobs:
+            kind = job[0]
+            if kind == "publish":
+                _, channel, msg, sender, ts, data = job
+                results.append(self._append(channel, msg, sender, ts, data))
+                touched.add(channel)
+            elif kind == "push":
+                results.append(self._push(*job[1:]))
+                touched.add(f"user:{job[1]}")
+            else:
+                _, msgs, ts = job
+                for msg in msgs:
+                    rec = self._records.get(msg)
+                    if rec is not None and rec.status in (PENDING, DELIVERED):
+                        rec.status = DELIVERED
+                        rec.delivered = rec.delivered or ts
+                        rec.attempts += 1
+                results.append(None)
+        now = _now_ms()
+        for channel in touched:
+            self._trim(channel, now)
+        return results
+
+    def _append(self, channel: str, msg: str, sender: str | None, ts: int, data: str) -> int:
+        offset = self._last.get(channel, 0) + 1
+        self._last[channel] = offset
+        self._history.setdefault(channel, deque()).append((offset, msg, sender, ts, data))
+        return offset
+
+    def _trim(self, channel: str, now: int) -> None:
+        """Keep at most history_size messages, none older than history_ttl."""
+        kept = self._history.get(channel)
+        if kept is None:
+            return
+        oldest_offset = self._last[channel] - self.history_size
+        while kept and (kept[0][0] <= oldest_offset or kept[0][3] < now - self.history_ttl_ms):
+            kept.popleft()
+
+    def _push(self, user: str, msg: str, ts: int, data: str, category: str | None,
+              expires: int | None, quotas: Quotas) -> tuple[str, str | None, int | None]:
+        mine = self._prune(user, ts)
+        for name, limit, window, reason in applicable_quotas(quotas, user, category):
+            since = ts - int(window * 1000)
+            count = sum(1 for r in mine if r.created >= since and r.status != SUPPRESSED
+                        and (name == "total" or r.category == category))
+            if count >= limit:
+                self._keep(_Record(msg, user, None, category, data, SUPPRESSED, reason, ts,
+                                   expires))
+                return SUPPRESSED, reason, None
+        offset = self._append(f"user:{user}", msg, None, ts, data)
+        self._keep(_Record(msg, user, offset, category, data, PENDING, None, ts, expires))
+        return PENDING, None, offset
+
+    def _keep(self, rec: _Record) -> None:
+        self._records[rec.msg] = rec
+        self._by_user.setdefault(rec.user, []).append(rec)
+
+    def _prune(self, user: str, now: int) -> list[_Record]:
+        """The user's records, without those past the retention (memory stays bounded)."""
+        mine = self._by_user.get(user, [])
+        cut = 0
+        while cut < len(mine) and mine[cut].created < now - RECORD_RETENTION_MS and \
+                mine[cut].status not in (PENDING, DELIVERED):
+            del self._records[mine[cut].msg]
+            cut += 1
+        if cut:
+            del mine[:cut]
+        return mine
+
+    def ack(self, user: str, msg: str, ts: int) -> str | None:
+        """Mark `msg` acked if it is `user`'s; its status after, None if not found."""
+        rec = self._records.get(msg)
+        if rec is None or rec.user != user:
+            return None
+        if rec.status in (PENDING, DELIVERED):
+            if rec.expires is not None and rec.expires < ts:
+                rec.status = EXPIRED
+                return EXPIRED
+            # An ack proves delivery: fill the time in if the "delivered" update has not
+            # landed yet.
+            rec.status, rec.acked = ACKED, ts
+            rec.delivered = rec.delivered or ts
+            rec.attempts = max(rec.attempts, 1)
+            return ACKED
+        return rec.status
+
+    # -- reads -------------------------------------------------------------------------
+
+    def history(self, channel: str, since: int, limit: int) -> History:
+        """Messages with offset > since (oldest first, at most `limit`), and what is kept."""
+        kept = self._history.get(channel, deque())
+        last = self._last.get(channel, 0)
+        messages = [{"channel": channel, "offset": o, "msg": m, "from": s, "ts": ts,
+                     "data": json.loads(d)} for o, m, s, ts, d in kept if o > since][:limit]
+        return {"messages": messages, "first_offset": kept[0][0] if kept else last + 1,
+                "last_offset": last}
+
+    def last_offset(self, channel: str) -> int:
+        """The channel's newest offset (0 when it has none)."""
+        return self._last.get(channel, 0)
+
+    def pending(self, user: str, ts: int) -> list[dict[str, Any]]:
+        """The user's unacked, unexpired personal messages, oldest first."""
+        due = [r for r in self._expire(user, ts) if r.status in (PENDING, DELIVERED)]
+        return [{"msg": r.msg, "offset": r.offset, "ts": r.created, "data": json.loads(r.data)}
+                for r in sorted(due, key=lambda r: r.offset or 0)]
+
+    def records(self, user: str, status: str | None, limit: int,
+                ts: int) -> list[dict[str, Any]]:
+        """The user's push records, newest first, optionally of one status."""
+        mine = [r for r in reversed(self._expire(user, ts)) if status is None or r.status == status]
+        mine.sort(key=lambda r: -r.created)  # stable: same-millisecond pushes stay newest first
+        return [r.public() for r in mine[:limit]]
+
+    def _expire(self, user: str, ts: int) -> list[_Record]:
+        mine = self._by_user.get(user, [])
+        for rec in mine:
+            if rec.status in (PENDING, DELIVERED) and rec.expires is not None and \
+                    rec.expires < ts:
+                rec.status = EXPIRED
+        return mine
+
+    def health(self) -> Health:
+        """Always up."""
+        return {"engine": "memory", "state": "up"}
+
+    def close(self) -> None:
+        """Forget everything."""
+        self._last.clear()
+        self._history.clear()
+        self._records.clear()
+        self._by_user.clear()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

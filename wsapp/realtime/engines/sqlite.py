@@ -1,14 +1,9 @@
-"""The Store: channel history with offsets, personal-message records, quotas.
+"""The SQLite store: the embedded engine, one file in WAL mode (the Store of engines/base.py).
 
 Every write goes through `apply(jobs)`, which runs a batch of jobs in ONE transaction on
 the store's own thread, in order: offsets come out monotonic per channel, a batch costs one
 commit however many publishes it holds, and the gevent hub never waits on SQLite. Reads run
 on the same thread (so they see every earlier write).
-
-Job kinds (tuples, to stay cheap):
-  ("publish", channel, msg, sender, ts_ms, data_json)         -> offset
-  ("push", user, msg, ts_ms, data_json, category, expires_ms, quotas) -> (status, reason, offset)
-  ("delivered", [msg ids], ts_ms)                              -> None
 """
 
 from __future__ import annotations
@@ -21,6 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from gevent.threadpool import ThreadPool
+
+from wsapp.realtime.engines.base import (
+    ACKED,
+    DELIVERED,
+    EXPIRED,
+    PENDING,
+    SUPPRESSED,
+    Health,
+    History,
+    Job,
+    Quotas,
+)
+from wsapp.realtime.limits import applicable_quotas
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS channels (name TEXT PRIMARY KEY, last_offset INTEGER NOT NULL)
@@ -35,10 +43,6 @@ CREATE TABLE IF NOT EXISTS pushes (
 CREATE INDEX IF NOT EXISTS pushes_user ON pushes (user, created);
 """
 
-# Statuses a personal message can have; "pending" and "delivered" still wait for an ack.
-PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED = (
-    "pending", "delivered", "acked", "suppressed", "expired")
-STATUSES = (PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED)
 
 
 def sqlite_path(url: str) -> str:
@@ -77,6 +81,10 @@ class SQLiteStore:
         db.executescript(SCHEMA)
         self._db = db
 
+    def health(self) -> Health:
+        """Always up: a file this process opened (a broken disk fails the write itself)."""
+        return {"engine": "sqlite", "state": "up", "detail": self.path}
+
     def close(self) -> None:
         """Close the database and stop the thread."""
         if self._db is not None:
@@ -86,11 +94,11 @@ class SQLiteStore:
 
     # -- writes ----------------------------------------------------------------------
 
-    def apply(self, jobs: Sequence[tuple]) -> list[Any]:
+    def apply(self, jobs: Sequence[Job]) -> list[Any]:
         """Run write jobs in one transaction, in order; one result per job."""
         return self._pool.apply(self._apply, (jobs,))
 
-    def _apply(self, jobs: Sequence[tuple]) -> list[Any]:
+    def _apply(self, jobs: Sequence[Job]) -> list[Any]:
         db = self._db
         results: list[Any] = []
         db.execute("BEGIN IMMEDIATE")
@@ -140,11 +148,9 @@ class SQLiteStore:
 
     def _push(self, db: sqlite3.Connection, user: str, msg: str, ts: int, data: str,
               category: str | None, expires: int | None,
-              quotas: dict[str, tuple[int, float]], touched: dict[str, int]) -> tuple:
+              quotas: Quotas, touched: dict[str, int]) -> tuple:
         """Check the user's quotas; record the push, and append it to user:<id> if allowed."""
-        for name, (limit, window) in quotas.items():
-            if name != "total" and name != category:
-                continue
+        for name, limit, window, reason in applicable_quotas(quotas, user, category):
             since = ts - int(window * 1000)
             if name == "total":
                 count = db.execute(
@@ -155,8 +161,6 @@ class SQLiteStore:
                     "SELECT COUNT(*) FROM pushes WHERE user=? AND category=? AND created>=? "
                     "AND status!=?", (user, category, since, SUPPRESSED)).fetchone()[0]
             if count >= limit:
-                reason = (f"quota {name}={limit}/{_window_name(window)} reached for user "
-                          f"{user}")
                 db.execute("INSERT INTO pushes (msg, user, category, data, status, reason, "
                            "created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            (msg, user, category, data, SUPPRESSED, reason, ts, expires))
@@ -193,11 +197,11 @@ class SQLiteStore:
 
     # -- reads -----------------------------------------------------------------------
 
-    def history(self, channel: str, since: int, limit: int) -> dict:
+    def history(self, channel: str, since: int, limit: int) -> History:
         """Messages with offset > since (oldest first, at most `limit`), and what is kept."""
         return self._pool.apply(self._history, (channel, since, limit))
 
-    def _history(self, channel: str, since: int, limit: int) -> dict:
+    def _history(self, channel: str, since: int, limit: int) -> History:
         db = self._db
         rows = db.execute(
             "SELECT offset, msg, sender, ts, data FROM messages WHERE channel=? AND offset>? "
@@ -264,19 +268,3 @@ def _message_row(channel: str, row: tuple) -> dict:
     offset, msg, sender, ts, data = row
     return {"channel": channel, "offset": offset, "msg": msg, "from": sender, "ts": ts,
             "data": json.loads(data)}
-
-
-def _window_name(seconds: float) -> str:
-    names = {1: "second", 60: "minute", 3600: "hour", 86400: "day", 7 * 86400: "week"}
-    return names.get(int(seconds), f"{int(seconds)}s")
-
-
-def open_store(url: str, history_size: int, history_ttl: float) -> SQLiteStore:
-    """A store for a URL: sqlite:///path, or redis://host:port/db (the Redis engine)."""
-    if url.startswith("sqlite:"):
-        return SQLiteStore(url, history_size, history_ttl)
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from wsapp.realtime.engines.redis.backend import RedisStore  # imported only when configured
-
-        return RedisStore(url, history_size, history_ttl)  # type: ignore[return-value]
-    raise ValueError(f"unsupported store URL {url!r}")

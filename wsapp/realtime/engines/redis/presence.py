@@ -1,9 +1,9 @@
-"""Global presence: who is in which channel, and who is online, across every process.
+"""Redis presence: who is in which channel and who is online across every process, and
+figures every process shares (the Presence of engines/base.py).
 
-Used when the broker is Redis; a single process keeps using the hub's in-memory maps.
-
-Theory of operation. The hub stays the truth about *this* process's connections; Redis holds
-a mirror of every process's share, keyed by a random process id:
+Theory of operation. The hub stays the truth about *this* process's connections (read through
+the LocalView it is started with); Redis holds a mirror of every process's share, keyed by a
+random process id:
 
   <p>pn:<channel>         hash  pid -> connections of that process in the channel
   <p>pc:<pid>:<channel>   hash  user -> that user's connections on that process
@@ -12,8 +12,8 @@ a mirror of every process's share, keyed by a random process id:
   <p>pch:<pid>            set   channels a process has entries in (for reaping it)
   <p>procs                zset  pid -> heartbeat deadline (Redis clock, ms)
   <p>conns                hash  pid -> connections of that process (from its heartbeat)
-  <p>dash                 hash  pid -> "<Redis ms> <JSON>": that process's dashboard counters
-  <p>dash:lead            string  the process that publishes the cluster's dashboard ticks
+  <p>stats:<name>         hash  pid -> "<Redis ms> <JSON>": that process's share of a figure set
+  <p>stats:<name>:lead    string  the process that reports that figure set (gather())
 
 Subscribes and unsubscribes queue small deltas that one writer greenlet sends in batches, each
 batch one Lua script: a user's count going 0 -> n anywhere publishes `join`, n -> 0 `leave`,
@@ -25,7 +25,8 @@ from presence within PROCESS_TTL + HEARTBEAT seconds (the bound the docs state).
 
 Whenever the mirror may be wrong (first start, a Redis outage, Redis restarted empty, or this
 process reaped after a long stall) the writer resyncs: one script sets this process's share to
-exactly what the hub holds, publishing join/leave only for real changes.
+exactly what the hub holds, publishing join/leave only for real changes. While Redis is down
+every read answers from this process's own view.
 """
 
 from __future__ import annotations
@@ -36,222 +37,86 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 from gevent.event import Event
 
-from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, RedisBackend
+from wsapp.realtime.engines.base import Health, LocalView, PresenceHandler
+from wsapp.realtime.engines.memory import LocalPresence
+from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, backend_for, script
 
-if TYPE_CHECKING:
-    from wsapp.realtime.hub import Hub
-
-log = logging.getLogger("wsapp.realtime.engines.redis.presence")
+log = logging.getLogger(__name__)
 
 HEARTBEAT = 3.0  # seconds between a process's beats
 PROCESS_TTL = 10.0  # a process unheard of for this long is reaped: bound = TTL + HEARTBEAT
 MAX_BATCH = 2000  # deltas per script call
 FLUSH_WAIT = 2.0  # seconds a presence read waits for this process's own queued deltas
 STATS_CACHE = 1.0  # seconds the global online figures are reused
-DASHBOARD_LEAD = 3.0  # seconds a dashboard publisher leads without renewing (and shares live)
 _FAILED = object()  # what _guarded returns when Redis could not answer
-DASHBOARD_SUMS = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
-                  "slow_consumer_drops")
-
-# Shared by the scripts below: apply a delta `d` of user `u`'s connections in channel `c` on
-# process `pid`, publishing join (skip = the client that joined) / leave on a 0 <-> n change.
-_DELTA = r"""
-local function user_delta(p, bus, pid, c, u, d, skip)
-  local pc = p .. 'pc:' .. pid .. ':' .. c
-  if redis.call('HINCRBY', pc, u, d) <= 0 then redis.call('HDEL', pc, u) end
-  local pu = p .. 'pu:' .. c
-  local g = redis.call('HINCRBY', pu, u, d)
-  if d > 0 and g == d then
-    redis.call('PUBLISH', bus, 'j' .. cjson.encode({c, u, skip}))
-  elseif g <= 0 then
-    redis.call('HDEL', pu, u)
-    if d < 0 and g - d > 0 then
-      redis.call('PUBLISH', bus, 'l' .. cjson.encode({c, u}))
-    end
-  end
-  if c == 'user:' .. u then
-    if redis.call('HINCRBY', p .. 'online', u, d) <= 0 then
-      redis.call('HDEL', p .. 'online', u)
-    end
-  end
-end
-local function conn_delta(p, pid, c, d)
-  local pn = p .. 'pn:' .. c
-  if redis.call('HINCRBY', pn, pid, d) <= 0 then
-    redis.call('HDEL', pn, pid)
-    redis.call('SREM', p .. 'pch:' .. pid, c)
-  end
-end
-local function reap(p, bus, pid)
-  for _, c in ipairs(redis.call('SMEMBERS', p .. 'pch:' .. pid)) do
-    redis.call('HDEL', p .. 'pn:' .. c, pid)
-    local pc = p .. 'pc:' .. pid .. ':' .. c
-    local flat = redis.call('HGETALL', pc)
-    for k = 1, #flat, 2 do
-      local n = tonumber(flat[k + 1])
-      if n > 0 then user_delta(p, bus, pid, c, flat[k], -n, '') end
-    end
-    redis.call('DEL', pc)
-  end
-  redis.call('DEL', p .. 'pch:' .. pid)
-  redis.call('ZREM', p .. 'procs', pid)
-  redis.call('HDEL', p .. 'conns', pid)
-end
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-"""
-
-# ARGV: prefix, bus, pid -> removes the process's share (publishing leave events)
-LEAVE_LUA = _DELTA + r"""
-reap(ARGV[1], ARGV[2], ARGV[3])
-return 1
-"""
-
-# ARGV: prefix, bus, pid, ttl_ms, then groups of (channel, user|'', skip client|'', delta)
-APPLY_LUA = _DELTA + r"""
-local p, bus, pid = ARGV[1], ARGV[2], ARGV[3]
-local chans = p .. 'pch:' .. pid
--- registered from the first delta on, so a crash before the first beat is reaped too
-redis.call('ZADD', p .. 'procs', 'NX', now_ms() + tonumber(ARGV[4]), pid)
-for i = 5, #ARGV, 4 do
-  local c, u, skip, d = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  redis.call('SADD', chans, c)
-  conn_delta(p, pid, c, d)
-  if u ~= '' then user_delta(p, bus, pid, c, u, d, skip) end
-end
-return 1
-"""
-
-# ARGV: prefix, bus, pid, ttl_ms, connections -> 1 if this process was still registered
-HEARTBEAT_LUA = _DELTA + r"""
-local p, bus, pid, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local now = now_ms()
-local known = redis.call('ZSCORE', p .. 'procs', pid)
-redis.call('ZADD', p .. 'procs', now + ttl, pid)
-redis.call('HSET', p .. 'conns', pid, ARGV[5])
-local dead = redis.call('ZRANGEBYSCORE', p .. 'procs', '-inf', '(' .. now, 'LIMIT', 0, 10)
-for _, other in ipairs(dead) do
-  if other ~= pid then reap(p, bus, other) end
-end
-if known then return 1 end
-return 0
-"""
-
-# ARGV: prefix, pid, ttl_ms, this process's dashboard share (JSON). Stores the share; if this
-# process leads (first to claim, or still holding, the lead key), returns the number of
-# channels with a subscriber anywhere and every share younger than ttl_ms (older ones are
-# dropped: their process is gone). Else false: the leader publishes the figures.
-DASHBOARD_LUA = _DELTA + r"""
-local p, pid, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local now = now_ms()
-redis.call('HSET', p .. 'dash', pid, now .. ' ' .. ARGV[4])
-local lead = p .. 'dash:lead'
-local holder = redis.call('GET', lead)
-if holder and holder ~= pid then return false end
-redis.call('SET', lead, pid, 'PX', ttl)
-local shares = {}
-local flat = redis.call('HGETALL', p .. 'dash')
-for k = 1, #flat, 2 do
-  local at = tonumber(string.match(flat[k + 1], '^%d+'))
-  if now - at > ttl then redis.call('HDEL', p .. 'dash', flat[k])
-  else table.insert(shares, flat[k + 1]) end
-end
-local sets = {}
-for _, q in ipairs(redis.call('ZRANGEBYSCORE', p .. 'procs', now, '+inf')) do
-  table.insert(sets, p .. 'pch:' .. q)
-end
-local channels = 0
-if #sets > 0 then channels = #redis.call('SUNION', unpack(sets)) end
-return {channels, shares}
-"""
-
-# ARGV: prefix, bus, pid, ttl_ms, connections, then per channel: name, conns, nusers,
-# (user, count) * nusers. Makes this process's share exactly that.
-RESYNC_LUA = _DELTA + r"""
-local p, bus, pid, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-redis.call('ZADD', p .. 'procs', now_ms() + ttl, pid)
-redis.call('HSET', p .. 'conns', pid, ARGV[5])
-local chans = p .. 'pch:' .. pid
-local wanted = {}
-local i = 6
-while i <= #ARGV do
-  local c, conns, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local users = {}
-  for k = 1, n do users[ARGV[i + 1 + 2 * k]] = tonumber(ARGV[i + 2 + 2 * k]) end
-  wanted[c] = {conns, users}
-  i = i + 3 + 2 * n
-end
-for _, c in ipairs(redis.call('SMEMBERS', chans)) do
-  if not wanted[c] then wanted[c] = {0, {}} end
-end
-for c, want in pairs(wanted) do
-  local pn = p .. 'pn:' .. c
-  if want[1] > 0 then redis.call('HSET', pn, pid, want[1]) else redis.call('HDEL', pn, pid) end
-  local pc = p .. 'pc:' .. pid .. ':' .. c
-  local flat = redis.call('HGETALL', pc)
-  local have = {}
-  for k = 1, #flat, 2 do have[flat[k]] = tonumber(flat[k + 1]) end
-  for u, n in pairs(want[2]) do
-    local d = n - (have[u] or 0)
-    if d ~= 0 then user_delta(p, bus, pid, c, u, d, '') end
-    have[u] = nil
-  end
-  for u, n in pairs(have) do
-    if n ~= 0 then user_delta(p, bus, pid, c, u, -n, '') end
-  end
-  if want[1] > 0 then redis.call('SADD', chans, c) else redis.call('SREM', chans, c) end
-end
-return 1
-"""
 
 
-class GlobalPresence:
+class RedisPresence:
     """This process's share of cluster-wide presence, and the cluster-wide view."""
 
-    def __init__(self, backend: RedisBackend, hub: Hub) -> None:
-        self.backend = backend
-        self.hub = hub
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.backend = backend = backend_for(url)
         self.pid = os.urandom(6).hex()
         self._prefix = backend.prefix
         client = backend.client
-        self._apply = client.register_script(APPLY_LUA)
-        self._beat = client.register_script(HEARTBEAT_LUA)
-        self._resync = client.register_script(RESYNC_LUA)
-        self._leave = client.register_script(LEAVE_LUA)
-        self._dashboard = client.register_script(DASHBOARD_LUA)
+        lib = "presence_lib"
+        self._apply = script(client, "presence_apply", lib)
+        self._beat = script(client, "presence_heartbeat", lib)
+        self._resync = script(client, "presence_resync", lib)
+        self._leave = script(client, "presence_leave", lib)
+        self._gather = script(client, "presence_gather", lib)
+        self._channels = script(client, "presence_channels", lib)
+        # While Redis is down every read answers from this process's own view.
+        self._here = LocalPresence()
+        self._local: LocalView | None = None
+        self._handler: PresenceHandler | None = None
         self._ops: list[Any] = []
         self._wake = Event()
         self._idle = Event()
         self._idle.set()
-        self._need_resync = True
-        self._stats: tuple[float, dict] | None = None
-        self._closed = False
-        self._registered = False
-        backend.on_event["j"] = self._on_join
-        backend.on_event["l"] = self._on_leave
-        backend.on_up.append(self._on_up)
         # A fresh pid has nothing in Redis: deltas can flow at once (the first one registers
         # the process), so every join names its joiner. Resync is for after an outage.
         self._need_resync = False
+        self._stats: tuple[float, int] | None = None
+        self._closed = False
+        self._registered = False
+        self._writer: gevent.Greenlet | None = None
+        self._heart: gevent.Greenlet | None = None
+
+    def start(self, local: LocalView, handler: PresenceHandler) -> None:
+        """Mirror `local` into Redis and send the bus's join/leave events to `handler`."""
+        if self._local is not None:
+            return
+        self._local, self._handler = local, handler
+        self._here.start(local, handler)
+        backend = self.backend
+        backend.on_event["j"] = self._on_join
+        backend.on_event["l"] = self._on_leave
+        backend.start_bus()  # join and leave come back over the bus, from whichever process
+        backend.on_up.append(self._on_up)
         self._writer = gevent.spawn(self._write_forever)
         self._heart = gevent.spawn(self._beat_forever)
         self._wake.set()
         atexit.register(self.close)
 
+    def _view(self) -> LocalView:
+        if self._local is None:
+            raise RuntimeError("presence used before start()")
+        return self._local
+
     # -- local changes -> Redis -------------------------------------------------------------
 
-    def changed(self, channel: str, user: str | None, client_id: str, delta: int) -> None:
+    def changed(self, channel: str, user: str | None, client: str, delta: int) -> None:
         """A connection (of `user`, or anonymous) entered (+1) or left (-1) `channel`."""
         if self._need_resync or not self.backend.up:
             return  # the next resync copies the hub's state as a whole
-        self._ops += (channel, user or "", client_id if delta > 0 else "", delta)
+        self._ops += (channel, user or "", client if delta > 0 else "", delta)
         self._idle.clear()
         self._wake.set()
 
@@ -294,22 +159,23 @@ class GlobalPresence:
         # snapshot are in it, those after it follow it.
         self._ops.clear()
         self._need_resync = False
+        local = self._view()
         args: list[Any] = [self._prefix, self.backend.bus, self.pid, int(PROCESS_TTL * 1000),
-                           len(self.hub.clients)]
-        members = self.hub.members
-        for channel, subs in self.hub.channels.items():
-            users = members.get(channel, {})
-            args += (channel, len(subs), len(users))
+                           local.connection_count()]
+        channels = 0
+        for channel in local.local_channels():
+            users = local.local_members(channel)
+            args += (channel, local.local_connections(channel), len(users))
             for user, n in users.items():
                 args += (user, n)
+            channels += 1
         try:
             self._resync(args=args)
             self._registered = True
         except BaseException:
             self._need_resync = True
             raise
-        log.info("presence: process %s registered %d channel(s) in Redis", self.pid,
-                 len(self.hub.channels))
+        log.info("presence: process %s registered %d channel(s) in Redis", self.pid, channels)
 
     def _on_up(self) -> None:
         self._need_resync = True
@@ -322,7 +188,8 @@ class GlobalPresence:
                 continue
             try:
                 known = self._beat(args=[self._prefix, self.backend.bus, self.pid,
-                                         int(PROCESS_TTL * 1000), len(self.hub.clients)])
+                                         int(PROCESS_TTL * 1000),
+                                         self._view().connection_count()])
             except UNREACHABLE as exc:
                 self._need_resync = True
                 self.backend.mark_down(exc)
@@ -344,11 +211,13 @@ class GlobalPresence:
 
     def _on_join(self, payload: str) -> None:
         channel, user, skip = json.loads(payload)
-        self.hub.remote_presence_event("join", channel, user, skip)
+        if self._handler is not None:
+            self._handler.presence_event("join", channel, user, skip)
 
     def _on_leave(self, payload: str) -> None:
         channel, user = json.loads(payload)
-        self.hub.remote_presence_event("leave", channel, user, "")
+        if self._handler is not None:
+            self._handler.presence_event("leave", channel, user, "")
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -357,73 +226,72 @@ class GlobalPresence:
         if not self._idle.is_set():
             self._idle.wait(FLUSH_WAIT)
 
-    def members(self, channel: str) -> dict | None:
-        """Members everywhere (each user once), their count, connections; None when down."""
-        if not self.backend.up or self._need_resync:
-            return None
-        self._flush()
-        got = self._read(("hkeys", "pu:" + channel), ("hvals", "pn:" + channel))
-        if got is None:
-            return None
-        users, conns = got
-        members = sorted(u.decode("utf-8") for u in users)
-        return {"members": members, "count": len(members),
-                "connections": sum(int(n) for n in conns)}
+    def members(self, channel: str) -> dict[str, Any]:
+        """Members everywhere (each user once), their count, connections; this process's
+        alone while Redis is down."""
+        if self.backend.up and not self._need_resync:
+            self._flush()
+            got = self._read(("hkeys", "pu:" + channel), ("hvals", "pn:" + channel))
+            if got is not None:
+                users, conns = got
+                members = sorted(u.decode("utf-8") for u in users)
+                return {"members": members, "count": len(members),
+                        "connections": sum(int(n) for n in conns)}
+        return self._here.members(channel)
 
     def is_online(self, user: str) -> bool:
-        """Whether `user` has a connection on any process (False when Redis is down)."""
+        """Whether `user` has a connection here or, as far as Redis knows, on any process."""
+        if self._view().local_online(user):
+            return True
         if not self.backend.up:
             return False
         got = self._read(("hexists", "online", user))
         return bool(got and got[0])
 
-    def online(self) -> dict | None:
-        """Users online and connections everywhere (cached STATS_CACHE s); None when down."""
+    def online_users(self) -> int:
+        """Users online everywhere (cached STATS_CACHE s); this process's while Redis is down."""
         now = time.monotonic()
         if self._stats is not None and now - self._stats[0] < STATS_CACHE:
             return self._stats[1]
-        if not self.backend.up:
-            return None
-        got = self._read(("hlen", "online"), ("hvals", "conns"))
+        got = self._read(("hlen", "online")) if self.backend.up else None
         if got is None:
-            return None
-        users, conns = got
-        figures = {"users": int(users), "connections": sum(int(n) for n in conns)}
-        self._stats = (now, figures)
-        return figures
+            return self._here.online_users()
+        self._stats = (now, int(got[0]))
+        return self._stats[1]
 
-    def dashboard(self, local: dict) -> dict | None:
-        """The cluster's dashboard figures if this process is the one that publishes them,
-        else None; `local` (this process's figures) goes into Redis for the leader to sum.
+    def channel_count(self) -> int:
+        """Channels with a connection on any live process; this process's while Redis is
+        down. O(channels) in Redis: meant for a figure read once a second, not per message."""
+        got = self._guarded(lambda: self._channels(args=[self._prefix])) \
+            if self.backend.up else _FAILED
+        return self._here.channel_count() if got is _FAILED else int(got)
 
-        While Redis is down each process shows its own figures, to its own subscribers.
+    def gather(self, name: str, share: dict[str, Any], lease: float) -> list[dict[str, Any]] | None:
+        """Share this process's figures of set `name`; all shares if this process reports it.
+
+        While Redis is down each process reports its own figures, to its own subscribers;
+        while it is overloaded nobody reports (a skipped tick).
         """
         if not self.backend.up:
-            return local
-        share = json.dumps({k: local.get(k, 0) for k in DASHBOARD_SUMS})
-        got = self._guarded(lambda: self._dashboard(
-            args=[self._prefix, self.pid, int(DASHBOARD_LEAD * 1000), share]))
-        if got is _FAILED:  # down now: local figures; overloaded: skip a tick
-            return None if self.backend.up else local
+            return [share]
+        got = self._guarded(lambda: self._gather(
+            args=[self._prefix, self.pid, int(lease * 1000), name, json.dumps(share)]))
+        if got is _FAILED:  # down now: our own figures; overloaded: skip
+            return None if self.backend.up else [share]
         if not got:
             return None
-        channels, shares = got
-        figures = dict.fromkeys(DASHBOARD_SUMS, 0)
-        for raw in shares:
-            counters = json.loads(raw.partition(b" ")[2])
-            for k in DASHBOARD_SUMS:
-                figures[k] += int(counters.get(k, 0))
-        online = self.online()
-        figures["users"] = online["users"] if online is not None else local.get("users", 0)
-        figures["channels"] = int(channels)
-        return figures
+        return [json.loads(raw.partition(b" ")[2]) for raw in got]
 
-    def _read(self, *commands: tuple[str, ...]) -> list | None:
+    def health(self) -> Health:
+        """Up or down as this process last found Redis."""
+        return self.backend.health()
+
+    def _read(self, *commands: tuple[str, ...]) -> list[Any] | None:
         """Run read commands, each (name, key without prefix, args...), in one round trip.
 
         None when that fails (see _guarded): the caller shows local figures.
         """
-        def run() -> list:
+        def run() -> list[Any]:
             pipe = self.backend.client.pipeline(transaction=False)
             for name, key, *args in commands:
                 getattr(pipe, name)(self._prefix + key, *args)
@@ -453,7 +321,8 @@ class GlobalPresence:
             return
         self._closed = True
         for g in (self._writer, self._heart):
-            g.kill(block=False)
+            if g is not None:
+                g.kill(block=False)
         if self.backend.up:
             try:
                 self._leave(args=[self._prefix, self.backend.bus, self.pid])

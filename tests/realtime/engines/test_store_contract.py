@@ -1,0 +1,137 @@
+"""The Store contract (engines/base.py), run unchanged against the memory, SQLite and Redis
+stores: offsets, bounded history, push records and their lifecycle, quotas, acks."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from wsapp.realtime.engines.base import ACKED, DELIVERED, EXPIRED, PENDING, SUPPRESSED
+from wsapp.realtime.limits import parse_quotas
+
+
+def now() -> int:
+    return int(time.time() * 1000)
+
+
+def pub(channel, msg, data=1, ts=None):
+    return ("publish", channel, msg, None, now() if ts is None else ts, json.dumps(data))
+
+
+def push(user, msg, category=None, quotas=None, ttl_ms=60_000, data="1"):
+    t = now()
+    return ("push", user, msg, t, data, category, t + ttl_ms, quotas or {})
+
+
+def test_offsets_are_per_channel_and_monotonic(store):
+    assert store.apply([pub("room:a", "m1"), pub("room:b", "m2"), pub("room:a", "m3")]) == [
+        1, 1, 2]
+    assert store.apply([pub("room:a", "m4")]) == [3]
+    assert store.last_offset("room:a") == 3 and store.last_offset("room:none") == 0
+
+
+def test_history_is_bounded_and_says_what_it_kept(store):
+    store.apply([pub("room:h", f"m{i}", i) for i in range(1, 9)])  # 8 messages, keep 5
+    h = store.history("room:h", 0, 100)
+    assert [m["offset"] for m in h["messages"]] == [4, 5, 6, 7, 8]
+    assert h["first_offset"] == 4 and h["last_offset"] == 8
+    assert [m["data"] for m in store.history("room:h", 6, 100)["messages"]] == [7, 8]
+    assert store.history("room:h", 5, 1)["messages"][0]["offset"] == 6
+    first = h["messages"][0]
+    assert (first["channel"], first["msg"], first["from"]) == ("room:h", "m4", None)
+
+
+def test_an_empty_channel_says_where_history_would_start(store):
+    h = store.history("room:never", 0, 10)
+    assert h == {"messages": [], "first_offset": 1, "last_offset": 0}
+
+
+def test_history_by_age(store_engines):
+    store = store_engines.open("store", history_size=100, history_ttl=1)
+    store.apply([pub("room:o", "m1", ts=now() - 5000), pub("room:o", "m2")])
+    assert [m["msg"] for m in store.history("room:o", 0, 10)["messages"]] == ["m2"]
+    assert store.last_offset("room:o") == 2  # offsets never go back, whatever is dropped
+
+
+def test_an_unknown_job_refuses_the_batch_before_anything_is_written(store):
+    store.apply([pub("room:x", "one")])
+    with pytest.raises(ValueError, match="unknown store job"):
+        store.apply([pub("room:x", "ok"), ("bogus",)])
+    assert store.last_offset("room:x") == 1
+
+
+def test_push_lifecycle(store):
+    [(status, reason, offset)] = store.apply([push("ann", "p1", data='{"hi":1}')])
+    assert (status, reason, offset) == (PENDING, None, 1)
+    [due] = store.pending("ann", now())
+    assert (due["msg"], due["offset"], due["data"]) == ("p1", 1, {"hi": 1})
+    store.apply([("delivered", ["p1"], now())])
+    [record] = store.records("ann", None, 10, now())
+    assert record["status"] == DELIVERED and record["attempts"] == 1 and record["delivered"]
+    assert store.pending("ann", now())[0]["msg"] == "p1"  # delivered but not acked: still due
+    assert store.ack("bob", "p1", now()) is None  # not bob's
+    assert store.ack("ann", "nope", now()) is None
+    assert store.ack("ann", "p1", now()) == ACKED
+    assert store.ack("ann", "p1", now()) == ACKED  # acking twice changes nothing
+    assert store.pending("ann", now()) == []
+    assert store.records("ann", ACKED, 10, now())[0]["acked"]
+    assert store.history("user:ann", 0, 10)["messages"][0]["msg"] == "p1"
+
+
+def test_expiry(store):
+    store.apply([push("ann", "p1", ttl_ms=50)])
+    time.sleep(0.1)
+    assert store.pending("ann", now()) == []
+    assert store.records("ann", None, 10, now())[0]["status"] == EXPIRED
+    assert store.ack("ann", "p1", now()) == EXPIRED
+
+
+def test_quotas_per_category_and_total(store):
+    quotas = parse_quotas("promo=2/day,total=3/day")
+
+    def status(i, category):
+        return store.apply([push("ann", f"p{i}", category, quotas)])[0][0]
+
+    assert [status(1, "promo"), status(2, "promo"), status(3, "promo")] == [
+        PENDING, PENDING, SUPPRESSED]
+    assert status(4, None) == PENDING  # total: 3 allowed, suppressed ones do not count
+    assert status(5, "news") == SUPPRESSED
+    suppressed = store.records("ann", SUPPRESSED, 10, now())
+    assert {r["msg"] for r in suppressed} == {"p3", "p5"}
+    assert "promo=2/day" in [r for r in suppressed if r["msg"] == "p3"][0]["reason"]
+    assert "total=3/day" in [r for r in suppressed if r["msg"] == "p5"][0]["reason"]
+    assert all(r["offset"] is None for r in suppressed)  # never appended to user:ann
+    assert store.apply([push("bob", "q1", "promo", quotas)])[0][0] == PENDING  # own budget
+
+
+def test_quota_batch_is_exact(store):
+    quotas = parse_quotas("total=5/hour")
+    statuses = [r[0] for r in store.apply([push("ann", f"p{i}", None, quotas)
+                                           for i in range(20)])]
+    assert statuses.count(PENDING) == 5 and statuses.count(SUPPRESSED) == 15
+
+
+def test_ack_before_the_delivered_update_still_records_delivery(store):
+    store.apply([push("ann", "p1")])
+    assert store.ack("ann", "p1", now()) == ACKED  # no "delivered" job ran yet
+    store.apply([("delivered", ["p1"], now())])  # arrives late: must not undo the ack
+    [record] = store.records("ann", None, 10, now())
+    assert record["status"] == ACKED and record["delivered"] and record["attempts"] >= 1
+
+
+def test_records_newest_first_with_their_fields(store):
+    store.apply([push("ann", f"p{i}", data=json.dumps({"i": i})) for i in range(3)])
+    records = store.records("ann", None, 10, now())
+    assert [r["msg"] for r in records] == ["p2", "p1", "p0"]
+    assert set(records[0]) == {"msg", "status", "reason", "category", "offset", "created",
+                               "delivered", "acked", "expires", "attempts", "data"}
+    assert [r["data"] for r in records] == [{"i": 2}, {"i": 1}, {"i": 0}]
+    assert [r["msg"] for r in store.records("ann", None, 2, now())] == ["p2", "p1"]
+    assert [m["data"] for m in store.pending("ann", now())] == [{"i": 0}, {"i": 1}, {"i": 2}]
+
+
+def test_health_is_up(store):
+    health = store.health()
+    assert health["state"] == "up" and health["engine"] in ("memory", "sqlite", "redis")
