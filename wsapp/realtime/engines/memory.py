@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsapp.realtime.engines.base import (
     ACKED,
@@ -305,3 +305,11 @@ class MemoryStore:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)
+    from wsapp.realtime.engines.base import Broker, Presence, Store
+
+    _MEMORYSTORE: type[Store] = MemoryStore
+    _MEMORYBROKER: type[Broker] = MemoryBroker
+    _LOCALPRESENCE: type[Presence] = LocalPresence

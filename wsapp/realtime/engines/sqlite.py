@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gevent.threadpool import ThreadPool
 
@@ -64,7 +64,7 @@ class SQLiteStore:
         self.history_size = history_size
         self.history_ttl_ms = int(history_ttl * 1000)
         self._pool = ThreadPool(1)  # one thread: jobs run in submission order
-        self._db: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
         self._pool.apply(self._open)
 
     # -- thread plumbing -------------------------------------------------------------
@@ -79,7 +79,14 @@ class SQLiteStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(SCHEMA)
-        self._db = db
+        self._conn = db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection (only ever used on the store's thread)."""
+        if self._conn is None:
+            raise RuntimeError("the SQLite store is closed")
+        return self._conn
 
     def health(self) -> Health:
         """Always up: a file this process opened (a broken disk fails the write itself)."""
@@ -87,9 +94,9 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close the database and stop the thread."""
-        if self._db is not None:
-            self._pool.apply(self._db.close)
-            self._db = None
+        if self._conn is not None:
+            self._pool.apply(self._conn.close)
+            self._conn = None
         self._pool.kill()
 
     # -- writes ----------------------------------------------------------------------
@@ -112,7 +119,9 @@ class SQLiteStore:
                     touched[channel] = offset
                     results.append(offset)
                 elif kind == "push":
-                    results.append(self._push(db, *job[1:], touched=touched))
+                    _, user, msg, ts, data, category, expires, quotas = job
+                    results.append(self._push(db, user, msg, ts, data, category, expires,
+                                              quotas, touched))
                 elif kind == "delivered":
                     _, msgs, ts = job
                     db.executemany(
@@ -148,7 +157,7 @@ class SQLiteStore:
 
     def _push(self, db: sqlite3.Connection, user: str, msg: str, ts: int, data: str,
               category: str | None, expires: int | None,
-              quotas: Quotas, touched: dict[str, int]) -> tuple:
+              quotas: Quotas, touched: dict[str, int]) -> tuple[str, str | None, int | None]:
         """Check the user's quotas; record the push, and append it to user:<id> if allowed."""
         for name, limit, window, reason in applicable_quotas(quotas, user, category):
             since = ts - int(window * 1000)
@@ -268,3 +277,9 @@ def _message_row(channel: str, row: tuple) -> dict:
     offset, msg, sender, ts, data = row
     return {"channel": channel, "offset": offset, "msg": msg, "from": sender, "ts": ts,
             "data": json.loads(data)}
+
+
+if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)
+    from wsapp.realtime.engines.base import Store
+
+    _SQLITESTORE: type[Store] = SQLiteStore

@@ -47,6 +47,8 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
+from wsapp.realtime.engines.base import Health
+
 log = logging.getLogger(__name__)
 
 # The errors that mean "Redis is not reachable" (BusyLoadingError is a ConnectionError).
@@ -396,7 +398,7 @@ class RedisBackend:
         finally:
             self._barriers.pop(token, None)
 
-    def health(self) -> dict[str, str]:
+    def health(self) -> Health:
         """Up or down as this process last found Redis (an engine's /healthz entry)."""
         if self.up:
             return {"engine": "redis", "state": "up", "detail": self.where}

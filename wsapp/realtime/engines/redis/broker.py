@@ -13,6 +13,8 @@ meanwhile by other processes never reached this one, and it must catch its subsc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from wsapp.realtime.engines.base import BrokerHandler, Health
 from wsapp.realtime.engines.redis.backend import UNREACHABLE, backend_for
 from wsapp.realtime.messages import dumps
@@ -92,3 +94,9 @@ def _unstored(channel: str, text: str) -> bool:
     head = '{"op":"message","channel":'
     return text.startswith(head) and text.startswith(',"offset":null,',
                                                      len(head) + len(dumps(channel)))
+
+
+if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)
+    from wsapp.realtime.engines.base import Broker
+
+    _REDISBROKER: type[Broker] = RedisBroker

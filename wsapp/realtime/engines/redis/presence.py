@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -262,7 +262,7 @@ class RedisPresence:
     def channel_count(self) -> int:
         """Channels with a connection on any live process; this process's while Redis is
         down. O(channels) in Redis: meant for a figure read once a second, not per message."""
-        got = self._guarded(lambda: self._channels(args=[self._prefix])) \
+        got: Any = self._guarded(lambda: self._channels(args=[self._prefix])) \
             if self.backend.up else _FAILED
         return self._here.channel_count() if got is _FAILED else int(got)
 
@@ -328,3 +328,9 @@ class RedisPresence:
                 self._leave(args=[self._prefix, self.backend.bus, self.pid])
             except Exception as exc:  # best effort: the reaper covers what this misses
                 log.info("presence: could not deregister process %s: %s", self.pid, exc)
+
+
+if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)
+    from wsapp.realtime.engines.base import Presence
+
+    _REDISPRESENCE: type[Presence] = RedisPresence

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wsapp.realtime.engines.base import Health, History, Job
 from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, backend_for, script
@@ -258,3 +258,9 @@ class RedisStore:
             record["data"] = json.loads(row[10])
             out.append(record)
         return out
+
+
+if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)
+    from wsapp.realtime.engines.base import Store
+
+    _REDISSTORE: type[Store] = RedisStore
