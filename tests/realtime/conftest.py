@@ -124,3 +124,6 @@ def close_clients(rt):
 def close_fan_clients(fan):
     """Closes the clients a test opened on `fan` when it ends."""
     yield from _closing(fan)
+
+
+from realtime.hubpeers import make, settings  # noqa: E402,F401 -- fixtures

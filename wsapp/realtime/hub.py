@@ -33,11 +33,13 @@ from typing import Any
 import gevent
 
 from wsapp.config import Settings
+from wsapp.realtime.client import Client
 from wsapp.realtime.engines import Engines
 from wsapp.realtime.engines.base import SUPPRESSED, Broker, Presence, Store
 from wsapp.realtime.limits import parse_quotas
-from wsapp.realtime.messages import dumps, message, message_raw
+from wsapp.realtime.messages import dumps, envelope_offset, message_raw
 from wsapp.realtime.pipeline import Pipeline, now_ms
+from wsapp.realtime.recovery import Recovery
 from wsapp.websocket.connection import TRAFFIC, WebSocket
 from wsapp.websocket.frames import CLOSE_POLICY_VIOLATION, OP_TEXT, build_frame
 
@@ -49,20 +51,7 @@ SUMMED = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
 STATS_LEASE = 3.0
 
 
-class Client:
-    """One /ws connection as the hub sees it."""
-
-    __slots__ = ("ws", "user", "id", "channels", "replaying", "__weakref__")
-
-    def __init__(self, ws: WebSocket, user: str | None, client_id: str) -> None:
-        self.ws = ws
-        self.user = user
-        self.id = client_id
-        self.channels: set[str] = set()
-        self.replaying: dict[str, list[str]] = {}  # channel -> live texts held during replay
-
-
-class Hub:
+class Hub(Recovery):
     """Registry and fan-out for one process."""
 
     def __init__(self, settings: Settings, store: Store | None = None,
@@ -73,6 +62,8 @@ class Hub:
         self._pipeline: Pipeline | None = None
         self._presence: Presence | None = None
         self._replays = 0  # replays in progress: deliver() checks clients only when > 0
+        self._holds: dict[str, list[str]] = {}  # channel -> live texts held while catching up
+        self._delivered: dict[str, int] = {}  # channel -> last offset delivered here
         self.clients: dict[str, Client] = {}
         self.users: dict[str, set[Client]] = {}
         self.channels: dict[str, set[Client]] = {}
@@ -163,6 +154,7 @@ class Hub:
             subs.discard(client)
             if not subs:
                 del self.channels[channel]
+                self._delivered.pop(channel, None)
         user = client.user
         if user is not None:
             counts = self.members.get(channel)
@@ -255,7 +247,29 @@ class Hub:
         return self.store.ack(user, msg, now_ms())
 
     def deliver(self, channel: str, text: str) -> None:
-        """Hand a published message to this process's subscribers (the broker calls this)."""
+        """Hand a published message to this process's subscribers (the broker calls this).
+
+        A numbered message that skips offsets tells that this process missed some (its bus
+        was down a while): the channel is caught up first (recovery.py).
+        """
+        if channel not in self.channels:
+            return
+        held = self._holds.get(channel)
+        if held is not None:  # the channel is being caught up: in line behind what it missed
+            held.append(text)
+            return
+        offset = envelope_offset(channel, text)
+        if offset is not None:
+            last = self._delivered.get(channel)
+            self._delivered[channel] = offset
+            if last is not None and offset > last + 1:
+                self._delivered[channel] = last
+                self.catch_up(channel, first=text)
+                return
+        self._dispatch(channel, text)
+
+    def _dispatch(self, channel: str, text: str) -> None:
+        """Send to the channel's subscribers (those replaying history get it after)."""
         subs = self.channels.get(channel)
         if not subs:
             return
@@ -279,73 +293,16 @@ class Hub:
         log.warning("unknown control operation %.200r", payload)
 
     def resumed(self) -> None:
-        """The broker is back after an outage; what it missed meanwhile is caught up in
-        catch_up() (issue: recovery after a bus outage)."""
-        log.info("broker resumed")
+        """The broker carries messages again after an outage: catch up every channel this
+        process serves, from the last offset it delivered (recovery.py)."""
+        channels = [c for c in self.channels if c in self._delivered]
+        log.info("broker resumed: catching up %d channel(s)", len(channels))
+        for channel in channels:
+            self.catch_up(channel)
 
     def last_offset(self, channel: str) -> int:
         """The offset of the channel's latest message (0 when it has none)."""
         return self.store.last_offset(channel)
-
-    def subscribe_replay(self, client: Client, channel: str, since: int | None) -> dict:
-        """Subscribe; with `since`, first send every stored message after that offset.
-
-        Live messages arriving meanwhile are held and released after the history, minus any
-        the history already carried, so the client sees each offset once, in order.
-        """
-        if since is None:
-            self.subscribe(client, channel)
-            return {"offset": self.last_offset(channel)}
-        held = client.replaying[channel] = []
-        self._replays += 1
-        try:
-            self.subscribe(client, channel)
-            history = self.store.history(channel, since, self.settings.history_size)
-            last_sent = since
-            for m in history["messages"]:
-                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
-                                       m["ts"]))
-                last_sent = m["offset"]
-            replayed = len(history["messages"])
-            while held:  # no yield between the last check and leaving replay mode
-                text = held.pop(0)
-                offset = json.loads(text)["offset"]
-                if offset is None:  # a live, unstored message: never in history
-                    client.ws.send(text)
-                elif offset > last_sent:
-                    client.ws.send(text)
-                    last_sent = offset
-        finally:
-            del client.replaying[channel]
-            self._replays -= 1
-        return {"offset": max(last_sent, history["last_offset"]), "replayed": replayed,
-                "first_offset": history["first_offset"],
-                "history_lost": history["first_offset"] > since + 1}
-
-    def deliver_pending(self, client: Client) -> int:
-        """On connect: subscribe the user's own channel and send every unacked message."""
-        user = client.user
-        if user is None:
-            return 0
-        channel = f"user:{user}"
-        held = client.replaying[channel] = []
-        self._replays += 1
-        sent_ids: set[str] = set()
-        try:
-            self.subscribe(client, channel)
-            for m in self.store.pending(user, now_ms()):
-                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
-                sent_ids.add(m["msg"])
-            while held:
-                text = held.pop(0)
-                if json.loads(text)["msg"] not in sent_ids:
-                    client.ws.send(text)
-        finally:
-            del client.replaying[channel]
-            self._replays -= 1
-        if sent_ids:
-            self.pipeline.submit_nowait(("delivered", sorted(sent_ids), now_ms()))
-        return len(sent_ids)
 
     def send_to_user(self, user: str, text: str) -> int:
         """Send to every connection (tab) of `user`; returns how many."""

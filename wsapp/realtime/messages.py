@@ -98,3 +98,18 @@ def message_raw(channel: str, offset: int | None, msg: str, data_json: str, send
     """A `message` delivery around data that is already JSON (stored messages are)."""
     return (f'{{"op":"message","channel":{dumps(channel)},"offset":{dumps(offset)},'
             f'"msg":{dumps(msg)},"data":{data_json},"from":{dumps(sender)},"ts":{ts}}}')
+
+
+_ENVELOPE_HEAD = '{"op":"message","channel":'
+
+
+def envelope_offset(channel: str, text: str) -> int | None:
+    """The offset of a `message` envelope built by message_raw (None: not stored), read
+    without parsing the JSON: the hub does this for every message it delivers. A channel
+    name holds no quote, so the first ',"offset":' after the head is the field."""
+    start = text.find(',"offset":', len(_ENVELOPE_HEAD) + len(channel))
+    if not text.startswith(_ENVELOPE_HEAD) or start < 0:
+        raise ValueError(f"not a message envelope: {text[:80]!r}")
+    start += 10
+    value = text[start:text.index(",", start)]
+    return None if value == "null" else int(value)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from wsapp.realtime.engines.base import BrokerHandler, Health
 from wsapp.realtime.engines.redis.backend import UNREACHABLE, backend_for
-from wsapp.realtime.messages import dumps
+from wsapp.realtime.messages import envelope_offset
 
 CONTROL = "c"  # the bus letter of server-side operations
 
@@ -53,7 +53,7 @@ class RedisBroker:
         or Redis is down): it goes on the bus from here, or to this process's subscribers
         only while Redis is down. Messages numbered by another store are published here.
         """
-        if self.backend.stores_publish and not _unstored(channel, text):
+        if self.backend.stores_publish and envelope_offset(channel, text) is not None:
             return
         if not self._send("m" + channel + "\n" + text) and self._handler is not None:
             self._handler.deliver(channel, text)
@@ -87,13 +87,6 @@ class RedisBroker:
             if self._on_up in self.backend.on_up:
                 self.backend.on_up.remove(self._on_up)
         self.backend.close()
-
-
-def _unstored(channel: str, text: str) -> bool:
-    """Whether an envelope carries offset null: a message the store did not number."""
-    head = '{"op":"message","channel":'
-    return text.startswith(head) and text.startswith(',"offset":null,',
-                                                     len(head) + len(dumps(channel)))
 
 
 if TYPE_CHECKING:  # mypy proves each engine implements its contract (engines/base.py)

@@ -1,0 +1,175 @@
+"""Recovery: a client, or this whole process, catching up on what it missed.
+
+Three ways to miss messages, one discipline. While history is being sent, live messages for
+the same channel are *held* behind it and released afterwards minus those the history already
+carried, so nobody sees a gap, a duplicate, or an offset out of order at the seam:
+
+- `subscribe_replay` — a client subscribing with `since` (it reconnected): history after
+  `since`, then the live messages held for it;
+- `deliver_pending` — a user connecting: every personal message not yet acked;
+- `catch_up` — this process missed messages on a channel (its broker was cut off a while:
+  the broker says `resumed`, or a delivered offset skips some): every subscriber here gets
+  the missing ones from the store, in order, before anything newer. If history no longer
+  reaches back that far, clients see the offset jump and resubscribe with `since`, and are
+  told `history_lost`.
+
+With the Redis store, history reads pass a barrier on the bus (engines/redis/backend.py), so
+everything stored before the read has reached the hold by the time it returns.
+
+A mixin of the Hub (hub.py), which owns the maps and fan-out it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from wsapp.realtime.client import Client
+from wsapp.realtime.engines.base import Store
+from wsapp.realtime.exceptions import RequestError
+from wsapp.realtime.messages import envelope_offset, message
+from wsapp.realtime.pipeline import Pipeline, now_ms
+
+if TYPE_CHECKING:
+    from wsapp.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Recovery:
+    """Replay, pending messages and catch-up, for the Hub."""
+
+    # What the hub provides.
+    settings: Settings
+    _replays: int
+    _holds: dict[str, list[str]]
+    _delivered: dict[str, int]
+
+    @property
+    def store(self) -> Store:
+        raise NotImplementedError
+
+    @property
+    def pipeline(self) -> Pipeline:
+        raise NotImplementedError
+
+    def subscribe(self, client: Client, channel: str) -> bool:
+        raise NotImplementedError
+
+    def last_offset(self, channel: str) -> int:
+        raise NotImplementedError
+
+    def _dispatch(self, channel: str, text: str) -> None:
+        raise NotImplementedError
+
+    # -- a client -------------------------------------------------------------------------
+
+    def subscribe_replay(self, client: Client, channel: str, since: int | None) -> dict[str, Any]:
+        """Subscribe; with `since`, first send every stored message after that offset.
+
+        Live messages arriving meanwhile are held and released after the history, minus any
+        the history already carried, so the client sees each offset once, in order.
+        """
+        if since is None:
+            self.subscribe(client, channel)
+            offset = self.last_offset(channel)
+            self._delivered.setdefault(channel, offset)  # where a catch-up would start
+            return {"offset": offset}
+        held = client.replaying[channel] = []
+        self._replays += 1
+        try:
+            self.subscribe(client, channel)
+            history = self.store.history(channel, since, self.settings.history_size)
+            last_sent = since
+            for m in history["messages"]:
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
+                                       m["ts"]))
+                last_sent = m["offset"]
+            replayed = len(history["messages"])
+            while held:  # no yield between the last check and leaving replay mode
+                text = held.pop(0)
+                offset = envelope_offset(channel, text)
+                if offset is None:  # a live, unstored message: never in history
+                    client.ws.send(text)
+                elif offset > last_sent:
+                    client.ws.send(text)
+                    last_sent = offset
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        self._delivered.setdefault(channel, max(last_sent, history["last_offset"]))
+        return {"offset": max(last_sent, history["last_offset"]), "replayed": replayed,
+                "first_offset": history["first_offset"],
+                "history_lost": history["first_offset"] > since + 1}
+
+    def deliver_pending(self, client: Client) -> int:
+        """On connect: subscribe the user's own channel and send every unacked message."""
+        user = client.user
+        if user is None:
+            return 0
+        channel = f"user:{user}"
+        held = client.replaying[channel] = []
+        self._replays += 1
+        sent_ids: set[str] = set()
+        try:
+            self.subscribe(client, channel)
+            for m in self.store.pending(user, now_ms()):
+                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
+                sent_ids.add(m["msg"])
+            while held:
+                text = held.pop(0)
+                if json.loads(text)["msg"] not in sent_ids:
+                    client.ws.send(text)
+        finally:
+            del client.replaying[channel]
+            self._replays -= 1
+        if sent_ids:
+            self.pipeline.submit_nowait(("delivered", sorted(sent_ids), now_ms()))
+        return len(sent_ids)
+
+    # -- this process ---------------------------------------------------------------------
+
+    def catch_up(self, channel: str, first: str | None = None) -> None:
+        """Bring this process's subscribers of `channel` up to date from the store, from
+        the last offset delivered here; live messages (`first`, and any arriving meanwhile)
+        wait in line behind. Runs in its own greenlet: the caller may be the bus reader,
+        which the store's history read waits on."""
+        held = self._holds.get(channel)
+        if held is not None:  # already catching up: join the line
+            if first is not None:
+                held.append(first)
+            return
+        self._holds[channel] = [first] if first is not None else []
+        gevent.spawn(self._catch_up, channel)
+
+    def _catch_up(self, channel: str) -> None:
+        since = sent = self._delivered.get(channel, 0)
+        try:
+            history = self.store.history(channel, since, self.settings.history_size)
+            for m in history["messages"]:
+                if m["offset"] > sent:
+                    self._dispatch(channel, message(channel, m["offset"], m["msg"], m["data"],
+                                                    m["from"], m["ts"]))
+                    sent = m["offset"]
+            if history["first_offset"] > since + 1:
+                log.info("catch-up of %s: offsets %d..%d are no longer kept; its clients will "
+                         "be told history_lost when they resubscribe", channel, since + 1,
+                         history["first_offset"] - 1)
+        except RequestError as exc:  # the store is unreachable again: clients resubscribe
+            log.warning("catch-up of %s failed: %s", channel, exc.reason)
+        except Exception:
+            log.exception("catch-up of %s failed", channel)
+        finally:
+            held = self._holds.pop(channel, [])
+            for text in held:  # no yield: nothing can overtake the held messages
+                offset = envelope_offset(channel, text)
+                if offset is None or offset > sent:
+                    self._dispatch(channel, text)
+                    sent = offset if offset is not None else sent
+            if channel in self._delivered:
+                self._delivered[channel] = sent
+        if sent > since:
+            log.info("caught up %s: offsets %d..%d", channel, since + 1, sent)
