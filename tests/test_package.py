@@ -16,6 +16,8 @@ import subprocess
 import sys
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -60,17 +62,36 @@ class Venv:
         return subprocess.run(argv, cwd=self.cwd, env=serverproc.clean_env(**NO_CHECKOUT),
                               capture_output=True, text=True, timeout=timeout)
 
-    def start(self, argv: list[str], port: int, env: dict[str, str] | None = None,
-              name: str = "server") -> subprocess.Popen:
-        """Start a server of the venv and wait until `port` accepts; the caller stops it."""
+    @contextmanager
+    def serving(self, argv: list[str], port: int, env: dict[str, str] | None = None,
+                name: str = "server") -> Iterator[subprocess.Popen]:
+        """A server of the venv, listening on `port` for the block; then SIGTERM, which it
+        must obey with exit status 0, and no traceback in its log."""
         log = self.base / f"{name}.log"
         proc = serverproc.spawn(argv, log, env={**NO_CHECKOUT, **(env or {})}, cwd=self.cwd)
         try:
             wait_listening(proc, port, log, timeout=30)
-        except BaseException:
-            serverproc.stop(proc)
-            raise
-        return proc
+            yield proc
+        finally:
+            code = serverproc.stop(proc, timeout=30)
+        assert code == 0, read_log(log, 4000)
+        assert "Traceback" not in read_log(log), read_log(log, 4000)
+
+
+def get(port: int, path: str) -> bytes:
+    """The body of a GET that must answer 200."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+        assert resp.status == 200, path
+        return resp.read()
+
+
+def assert_echo(port: int, text: str) -> None:
+    ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws/echo", timeout=10)
+    try:
+        ws.send(text)
+        assert ws.recv() == text
+    finally:
+        ws.close(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -164,32 +185,17 @@ def test_the_installed_server_serves_every_page_from_outside_the_checkout(venv):
     where = venv.run(venv.python, "-c", "import wsapp; print(wsapp.__file__)")
     assert "site-packages" in where.stdout and str(ROOT) not in where.stdout, where
     port = free_port()
-    proc = venv.start([venv.python, "-m", "wsapp", "--host", "127.0.0.1", "--port", str(port),
-                       "--data-dir", str(venv.base / "data")], port)
-    try:
-        base = f"http://127.0.0.1:{port}"
+    with venv.serving([venv.python, "-m", "wsapp", "--host", "127.0.0.1", "--port", str(port),
+                       "--data-dir", str(venv.base / "data")], port):
         for page in PAGES:
-            with urllib.request.urlopen(base + page, timeout=10) as resp:
-                assert resp.status == 200, page
-                assert b"/static/style.css" in resp.read(), page  # base.html rendered
+            assert b"/static/style.css" in get(port, page), page  # base.html rendered
         # each static file, byte for byte: the package's copy reached the wheel
         statics = {"wsapp.js": ROOT / "wsapp/realtime/static/wsapp.js",
                    **{p.name: p for p in (ROOT / "wsapp/demo/static").iterdir()}}
         for name, source in statics.items():
-            with urllib.request.urlopen(f"{base}/static/{name}", timeout=10) as resp:
-                assert resp.status == 200 and resp.read() == source.read_bytes(), name
-        with urllib.request.urlopen(base + "/healthz", timeout=10) as resp:
-            assert resp.status == 200
-        ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws/echo", timeout=10)
-        try:
-            ws.send("from the wheel")
-            assert ws.recv() == "from the wheel"
-        finally:
-            ws.close(timeout=5)
-    finally:
-        assert serverproc.stop(proc, timeout=15) == 0
-    log = read_log(venv.base / "server.log")
-    assert "Traceback" not in log, log[-4000:]
+            assert get(port, f"/static/{name}") == source.read_bytes(), name
+        assert json.loads(get(port, "/healthz"))["status"] == "ok"
+        assert_echo(port, "from the wheel")
     # the server ran without the extras: redis and gunicorn are not installed at all
     missing = venv.run(venv.python, "-c", "import redis")
     assert "No module named 'redis'" in missing.stderr
@@ -221,18 +227,15 @@ def test_workers_rerun_the_entry_the_master_was_started_with(full_venv, redis_se
     command = ([str(full_venv.bin / "wsapp")] if entry == "script"
                else ["-m", "wsapp"])
     port = free_port()
-    proc = full_venv.start(
-        [full_venv.python, *command, "--host", "127.0.0.1", "--port", str(port), "--workers",
-         "2", "--broker", redis_server.url(f"pkg-{entry}"), "--secret", "s", "--data-dir",
-         str(full_venv.base / "data")], port, name=f"workers-{entry}")
-    try:
+    with full_venv.serving(
+            [full_venv.python, *command, "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "2", "--broker", redis_server.url(f"pkg-{entry}"), "--secret", "s",
+             "--data-dir", str(full_venv.base / "data")], port, name=f"workers-{entry}") as proc:
         for pid in wait_children(proc.pid, 2):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             assert [a.decode() for a in argv[1:1 + len(command)]] == command, argv
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/chat", timeout=10) as resp:
-            assert resp.status == 200
-    finally:
-        assert serverproc.stop(proc, timeout=30) == 0
+        get(port, "/chat")
+        assert_echo(port, entry)
 
 
 def test_the_documented_gunicorn_line_runs_after_installing_its_extras(full_venv, redis_server):
@@ -243,24 +246,11 @@ def test_the_documented_gunicorn_line_runs_after_installing_its_extras(full_venv
     assert line, "the gunicorn line moved"
     port = free_port()
     url = redis_server.url("pkg-gunicorn")
-    proc = full_venv.start(
-        [str(full_venv.bin / "gunicorn"), "-k", "wsapp.gunicorn.Worker", "-w", "2",
-         "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", line.group(1)], port,
-        env={"WSAPP_BROKER": url, "WSAPP_STORE": url, "WSAPP_SECRET": "s",
-             "WSAPP_API_KEY": "k", "WSAPP_DATA_DIR": str(full_venv.base / "gdata")},
-        name="gunicorn")
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/tasks", timeout=10) as resp:
-            assert resp.status == 200
-        ws = websocket.create_connection(f"ws://127.0.0.1:{port}/ws/echo", timeout=10)
-        try:
-            ws.send("gunicorn")
-            assert ws.recv() == "gunicorn"
-        finally:
-            ws.close(timeout=5)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
-            assert json.loads(resp.read())["status"] == "ok"
-    finally:
-        assert serverproc.stop(proc, timeout=30) == 0
-    log = read_log(full_venv.base / "gunicorn.log")
-    assert "Traceback" not in log, log[-4000:]
+    with full_venv.serving(
+            [str(full_venv.bin / "gunicorn"), "-k", "wsapp.gunicorn.Worker", "-w", "2",
+             "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", line.group(1)], port,
+            env={"WSAPP_BROKER": url, "WSAPP_STORE": url, "WSAPP_SECRET": "s",
+                 "WSAPP_API_KEY": "k", "WSAPP_DATA_DIR": str(full_venv.base / "gdata")},
+            name="gunicorn"):
+        get(port, "/tasks")
+        assert_echo(port, "gunicorn")
