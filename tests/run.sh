@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python packages (uv when it can be had: ~1 s instead of ~10 s for pip).
-if python3 -m pip install -q uv >/dev/null 2>&1 && python3 -m uv --version >/dev/null 2>&1; then
-  python3 -m uv pip install --system -q -r requirements.txt
+# requirements.txt runs the server; tests/requirements.txt adds the test toolchain.
+reqs=(-r requirements.txt -r tests/requirements.txt)
+if python3 -m pip install -q "$(grep -m1 '^uv==' tests/requirements.txt)" >/dev/null 2>&1 && python3 -m uv --version >/dev/null 2>&1; then
+  python3 -m uv pip install --system -q "${reqs[@]}"
 else
-  python3 -m pip install -q -r requirements.txt
+  python3 -m pip install -q "${reqs[@]}"
 fi
 
 # System packages the tests drive for real (a Redis server, a browser), installed only if absent.

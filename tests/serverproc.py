@@ -111,3 +111,22 @@ def wait_for_log(log_path: Path, pattern: str, timeout: float = 10.0) -> re.Matc
             raise AssertionError(f"{pattern!r} not in the log within {timeout}s:\n"
                                  f"{read_log(log_path, 4000)}")
         time.sleep(0.05)
+
+
+def children(pid: int) -> list[int]:
+    """The direct child processes of `pid` (Linux /proc)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(t) for t in (task / "children").read_text().split()]
+    return out
+
+
+def wait_children(pid: int, n: int, timeout: float = 30.0) -> list[int]:
+    """The `n` child processes of `pid`, once it has exactly that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        kids = children(pid)
+        if len(kids) == n:
+            return kids
+        assert time.monotonic() < deadline, f"{len(kids)} child processes, expected {n}"
+        time.sleep(0.1)

@@ -12,10 +12,14 @@ _PACKAGE = Path(__file__).resolve().parent
 
 
 def template_folder() -> Path:
-    """The demo's templates: `templates/` beside the package in a checkout, else the copy the
-    wheel carries inside it (the build maps the one to the other)."""
-    source = _PACKAGE.parent / "templates"
-    return source if source.is_dir() else _PACKAGE / "demo" / "templates"
+    """The demo's templates: the copy an installed wheel carries inside the package (the
+    build maps `templates/` there), else `templates/` beside the package in a checkout.
+
+    The packaged copy is looked for first: installed, the folder beside the package is
+    site-packages, where another distribution may have dropped a `templates/` of its own.
+    """
+    packaged = _PACKAGE / "demo" / "templates"
+    return packaged if packaged.is_dir() else _PACKAGE.parent / "templates"
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -213,9 +213,10 @@ def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
 
 
 def from_args(argv: Sequence[str] | None = None,
-              environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from CLI flags over env vars over defaults; exits with a message on bad input."""
-    parser = build_parser()
+              environ: Mapping[str, str] | None = None, prog: str = "serve.py") -> Settings:
+    """Settings from CLI flags over env vars over defaults; exits with a message on bad input
+    (`prog` names the program in it)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         settings = from_env(environ)

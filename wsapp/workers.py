@@ -1,11 +1,12 @@
-"""`serve.py --workers N`: N server processes on one port, supervised by this one.
+"""`--workers N`: N server processes on one port, supervised by this one.
 
 The master never serves. For each worker it opens a listening socket with SO_REUSEPORT on
 the same address and hands it over (an inherited file descriptor named in WSAPP_LISTEN_FD),
 then closes its own copy: the kernel spreads new connections over the workers' sockets, and a
 dead worker's socket dies with it instead of queueing connections nobody will accept. Each
-worker is a fresh `serve.py` (same flags, `--workers 1`), so it monkey-patches and imports
-exactly like a single server.
+worker is a fresh run of the entry the master was started with (`serve.py`, `python -m
+wsapp` or the `wsapp` script; same flags, `--workers 1`), so it monkey-patches and imports
+exactly like a single server, from the same code.
 
 Supervision: a worker that exits on its own is restarted (after a backoff that grows while it
 keeps dying young); SIGTERM or SIGINT to the master is forwarded to every worker as SIGTERM
@@ -92,10 +93,10 @@ class Worker:
 class Master:
     """Starts, watches, restarts and stops the workers."""
 
-    def __init__(self, settings: Settings, argv: list[str], script: str) -> None:
+    def __init__(self, settings: Settings, argv: list[str], command: list[str]) -> None:
         self.settings = settings
         self.argv = list(argv)
-        self.script = os.path.abspath(script)
+        self.command = list(command)  # after the interpreter: a script path, or -m wsapp
         self.port = settings.port
         self.workers = [Worker(i + 1) for i in range(settings.workers)]
         self.stopping = Event()
@@ -109,7 +110,7 @@ class Master:
             env[LISTEN_FD_ENV] = str(sock.fileno())
             env[WORKER_ENV] = str(worker.index)
             # Later flags win: the same settings, as one worker on the inherited socket.
-            argv = [sys.executable, self.script, *self.argv, "--workers", "1",
+            argv = [sys.executable, *self.command, *self.argv, "--workers", "1",
                     "--port", str(self.port), "--store", s.store or s.broker]
             worker.proc = subprocess.Popen(argv, env=env, pass_fds=(sock.fileno(),))
         finally:
@@ -176,13 +177,16 @@ class Master:
         return 0
 
 
-def run_master(settings: Settings, argv: list[str], script: str) -> int:
-    """Run `settings.workers` workers of `script` (serve.py) until SIGTERM/SIGINT."""
+def run_master(settings: Settings, argv: list[str], command: list[str],
+               prog: str = "serve.py") -> int:
+    """Run `settings.workers` workers until SIGTERM/SIGINT, each started as
+    `python COMMAND ARGV --workers 1` (COMMAND: serve.py's path, `-m wsapp`, ...); `prog`
+    names the program in the error printed for settings that cannot have workers."""
     problem = check_settings(settings)
     if problem:
-        print(f"serve.py: error: {problem}", file=sys.stderr)
+        print(f"{prog}: error: {problem}", file=sys.stderr)
         return 2
-    master = Master(settings, argv, script)
+    master = Master(settings, argv, command)
     try:
         master.start()
     except OSError as exc:

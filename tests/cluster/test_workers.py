@@ -9,26 +9,7 @@ import time
 from pathlib import Path
 
 from realtime.helpers import Closed
-from serverproc import ROOT, SERVE
-
-
-def children(pid: int) -> list[int]:
-    """The direct child processes of `pid` (Linux /proc)."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        out += [int(t) for t in text]
-    return out
-
-
-def wait_children(pid: int, n: int, timeout: float = 30.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        kids = children(pid)
-        if len(kids) == n:
-            return kids
-        assert time.monotonic() < deadline, f"{len(kids)} workers, expected {n}"
-        time.sleep(0.1)
+from serverproc import ROOT, SERVE, wait_children
 
 
 def worker_of(client) -> str:
