@@ -151,3 +151,50 @@ def test_a_graceful_stop_leaves_presence_at_once(cluster):
     leave = watcher.wait_for(lambda f: f.get("op") == "leave", timeout=BOUND)
     assert leave["user"] == "dan" and time.monotonic() - stopped < HEARTBEAT + 2
     assert watcher.ok("presence", channel="room:g")["members"] == ["wat"]
+
+
+def test_a_process_cut_off_from_the_bus_catches_its_subscribers_up(cluster, redis_server):
+    """Another process publishes while this one's bus connection is down: when it is back,
+    its subscribers get every missed offset, in order, before newer ones, once each."""
+    import redis
+
+    a, b = cluster.start(2)
+    watcher = b.connect("watcher")
+    watcher.ok("subscribe", channel="room:gap")
+    admin = redis.Redis(port=redis_server.port)
+    bus = f"wsapp-bus-{b.proc.pid}"
+    published: list[int] = []
+    stop = threading.Event()
+
+    def load() -> None:  # a steady stream through process a, before, during and after
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline and len(published) < 300:
+            status, _, raw = a.http("POST", "/api/publish",
+                                    {"channel": "room:gap", "data": len(published)}, AUTH)
+            assert status == 200, raw
+            published.append(json.loads(raw)["offset"])
+            time.sleep(0.005)
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        time.sleep(0.3)
+        [victim] = [c for c in admin.client_list() if c["name"] == bus]
+        admin.client_kill_filter(_id=victim["id"])  # only b's bus connection dies
+        b.wait_for_log(r"Redis \S+ reachable again after", 10)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        loader.join(30)
+    seen = []
+    deadline = time.monotonic() + 10
+    while len(seen) < len(published) and time.monotonic() < deadline:
+        try:
+            frame = watcher.recv(timeout=2)
+        except TimeoutError:
+            break  # what never comes shows in the assertion below
+        if frame.get("op") == "message":
+            seen.append(frame["offset"])
+    assert published == list(range(1, len(published) + 1))
+    assert seen == published  # every offset, in order, none twice
+    assert b.log().count("caught up room:gap") >= 1, b.log()[-3000:]

@@ -13,6 +13,7 @@ redis://, rediss:// and unix:// URLs share one connection and bus per process (r
 from __future__ import annotations
 
 from functools import cached_property
+from importlib.util import find_spec
 from typing import Any, Protocol
 
 from wsapp.realtime.engines.base import Broker, Health, Presence, Store
@@ -43,14 +44,15 @@ def store_url(settings: EngineSettings) -> str:
 
 def check_url(kind: str, url: str) -> None:
     """ValueError saying what is wrong with an engine URL (checked at start, not first use)."""
-    if kind == "store":
-        if url == "memory" or shared(url):
-            return
+    if shared(url):
+        if find_spec("redis") is None:
+            raise ValueError(f"{kind} {url}: the Redis engine needs the redis package "
+                             "(pip install 'wsapp[redis]')")
+    elif kind == "store" and url != "memory":
         from wsapp.realtime.engines.sqlite import sqlite_path
 
         sqlite_path(url)  # raises for anything else
-        return
-    if url != "memory" and not shared(url):
+    elif url != "memory":
         raise ValueError(f"unsupported {kind} URL {url!r}: use memory (one process) or "
                          "redis://host:port/db")
 

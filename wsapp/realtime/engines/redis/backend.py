@@ -121,16 +121,17 @@ class RedisBackend:
         self.bus = self.prefix + "bus"
         # Fail fast, never retry inside redis-py: a retried script could run twice.
         no_retry = Retry(NoBackoff(), 0)
+        # Named per process, so CLIENT LIST tells whose connection is whose.
         pool = _Pool.from_url(
             clean, max_connections=POOL_SIZE, timeout=POOL_WAIT,
             socket_timeout=COMMAND_TIMEOUT, socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_keepalive=True, retry=no_retry)
+            socket_keepalive=True, retry=no_retry, client_name=f"wsapp-{os.getpid()}")
         self.client = redis.Redis(connection_pool=pool)
         # The bus connection blocks in reads while idle: no read timeout; the probe and TCP
         # keepalive find a dead one.
         self._bus_client = redis.Redis.from_url(
             clean, socket_timeout=None, socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_keepalive=True, retry=no_retry)
+            socket_keepalive=True, retry=no_retry, client_name=f"wsapp-bus-{os.getpid()}")
         self.up = False
         self.down_since: float | None = None
         self.on_message: list[Callable[[str, str], None]] = []
