@@ -45,6 +45,7 @@ def test_redis_killed_and_restarted_under_load(tmp_path, own_redis):
         for c in (x, x2, y):  # everybody's join has gone round before the outage
             c.sync()
         replies: list[int] = []
+        failures: list[bytes] = []
         stop = threading.Event()
 
         def load():  # HTTP publishes to process a, all the time, outage or not
@@ -53,6 +54,8 @@ def test_redis_killed_and_restarted_under_load(tmp_path, own_redis):
                 status, _, raw = a.http("POST", "/api/publish",
                                         {"channel": "room:load", "data": 1}, AUTH)
                 replies.append(status)
+                if status != 200:
+                    failures.append(raw)
 
         loader = threading.Thread(target=load)
         loader.start()
@@ -99,7 +102,10 @@ def test_redis_killed_and_restarted_under_load(tmp_path, own_redis):
         finally:
             stop.set()
             loader.join(30)
-        assert replies and set(replies) == {200}, set(replies)  # not one failed publish
+        # Only a publish cut off mid-write may fail (the loader sends one at a time), and it
+        # says it may be stored: never "offset null" for a write whose fate is unknown.
+        assert replies and set(replies) <= {200, 503} and replies.count(503) <= 1, failures
+        assert all(b"may be" in raw and b"stored" in raw for raw in failures), failures
         for server in (a, b):
             assert server.proc.poll() is None
             # the one traceback allowed: the pipeline logs the failed push's batch

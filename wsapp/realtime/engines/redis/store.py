@@ -13,7 +13,9 @@ While Redis is down nothing waits on it: channel publishes come back unnumbered 
 this process's subscribers only, with offset null: not stored, not replayable, not seen by
 other processes); status updates are dropped; pushes, acks, history and push records fail at
 once with error code `unavailable`; pending personal messages are not sent on connect (they
-are still stored and arrive on a later connect).
+are still stored and arrive on a later connect). A write cut off mid-way (the connection broke
+before the reply) fails with `unavailable` too, saying it may be stored: only a write never
+tried can honestly answer "not stored".
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ class RedisStore:
     def apply(self, jobs: Sequence[Job]) -> list[Any]:
         """Run write jobs in one atomic script, in order; one result per job."""
         if not self.backend.up:
-            return self._degraded(jobs, None)
+            return self._degraded(jobs)
         args: list[Any] = [self._prefix, int(time.time() * 1000), self.history_size,
                            self.history_ttl_ms,
                            self.backend.bus if self.backend.bus_started else "",
@@ -126,7 +128,11 @@ class RedisStore:
                 from None
         except UNREACHABLE as exc:
             self.backend.mark_down(exc)
-            return self._degraded(jobs, exc)
+            # The script may have run (and published) before the reply was lost: no answer
+            # here may say "not stored" (offset null), so the whole batch fails as "may be
+            # stored". The subscribers still get it if it was: the bus catch-up sees to that.
+            raise StoreUnavailable("this write (the connection broke during it, so it may be "
+                                   "stored)", self.where) from None
         results: list[Any] = []
         for job, value in zip(jobs, raw, strict=True):
             kind = job[0]
@@ -150,12 +156,11 @@ class RedisStore:
             self._last.clear()
         self._last[channel] = offset
 
-    def _degraded(self, jobs: Sequence[Job], exc: BaseException | None) -> list[Any]:
-        """Redis is down: publishes are not stored (offset None: local only); pushes fail."""
+    def _degraded(self, jobs: Sequence[Job]) -> list[Any]:
+        """Redis was down before the write was tried: publishes are not stored (offset None:
+        this process's subscribers only); pushes fail (they must be kept)."""
         if any(job[0] == "push" for job in jobs):
-            what = "storing a push" if exc is None else \
-                "storing a push (the connection broke during the write, so it may be stored)"
-            raise StoreUnavailable(what, self.where)
+            raise StoreUnavailable("storing a push", self.where)
         return [None for _ in jobs]
 
     def ack(self, user: str, msg: str, ts: int) -> str | None:
