@@ -71,7 +71,9 @@ export class WsError extends Error {
  *
  * Events (client.on): "state" (connecting | live | reconnecting | closed), "latency" (ms),
  * "welcome" (the welcome frame), "subscribed" ({channel, offset}), "join" / "leave"
- * ({channel, user}), "message" (every message frame), "error" (Error).
+ * ({channel, user}), "message" (every message frame), "error" (Error), "gap" ({channel,
+ * from, to}: offsets that never arrived; the client resubscribes with `since` to get them)
+ * and "history_lost" ({channel, first_offset}: the server no longer keeps some of them).
  */
 export class WsClient {
   /**
@@ -101,7 +103,7 @@ export class WsClient {
     this._pingTimer = null;
     this._nextId = 1;
     this._pending = new Map();          // request id -> {resolve, reject, timer}
-    this._subs = new Map();             // channel -> {handlers: Set, offset}
+    this._subs = new Map();             // channel -> {handlers: Set, offset, replay, held}
     this._seen = new Set();             // message ids, oldest first (Set keeps insertion order)
     this._samples = [];
     this._listeners = new Map();
@@ -302,7 +304,7 @@ export class WsClient {
   subscribe(channel, handler, { since = null, replay = true } = {}) {
     let sub = this._subs.get(channel);
     if (!sub) {
-      sub = { handlers: new Set(), offset: since, replay };
+      sub = { handlers: new Set(), offset: since, replay, held: null };
       this._subs.set(channel, sub);
       if (this.state === "live") this._subscribeOnServer(channel, sub);
     }
@@ -320,12 +322,24 @@ export class WsClient {
     this.request("subscribe", { channel, since: sub.replay ? sub.offset : null })
       .then((reply) => {
         if (sub.offset === null || reply.offset > sub.offset) sub.offset = reply.offset ?? null;
+        if (reply.history_lost) {
+          this._emit("history_lost", { channel, first_offset: reply.first_offset });
+        }
+        this._release(sub);
         this._emit("subscribed", { channel, offset: reply.offset });
       })
       .catch((err) => {
+        this._release(sub);
         err.channel = channel;
         this._emit("error", err);
       });
+  }
+
+  /** Messages held while a resubscription filled a gap: now, in offset order. */
+  _release(sub) {
+    const held = sub.held;
+    sub.held = null;
+    if (held) for (const frame of held.sort((a, b) => a.offset - b.offset)) this._message(frame);
   }
 
   /**
@@ -393,7 +407,10 @@ export class WsClient {
     this.demo = frame.demo ?? null;
     this._setState("live");
     this._emit("welcome", frame);
-    for (const [channel, sub] of this._subs) this._subscribeOnServer(channel, sub);
+    for (const [channel, sub] of this._subs) {
+      sub.held = null;  // the replay brings those again
+      this._subscribeOnServer(channel, sub);
+    }
     this._samples = [];
     this._ping();
     clearInterval(this._pingTimer);
@@ -401,6 +418,19 @@ export class WsClient {
   }
 
   _message(frame) {
+    const sub = this._subs.get(frame.channel);
+    if (sub && typeof frame.offset === "number") {
+      // Offsets are dense per channel: a jump means messages we never got. Hold this one
+      // (and the replay after it) and resubscribe from the last offset we have; the server
+      // catches up in order. Only a second line: the server catches its clients up itself.
+      if (sub.held) return void sub.held.push(frame);
+      if (sub.replay && sub.offset !== null && frame.offset > sub.offset + 1) {
+        sub.held = [frame];
+        this._emit("gap", { channel: frame.channel, from: sub.offset + 1, to: frame.offset - 1 });
+        if (this.state === "live") this._subscribeOnServer(frame.channel, sub);
+        return;
+      }
+    }
     // Personal messages (on our own user:<id>) stay due on the server until acked.
     const personal = this.identity != null && frame.channel === `user:${this.identity}`;
     if (frame.msg != null) {
@@ -411,7 +441,6 @@ export class WsClient {
       this._seen.add(frame.msg);
       if (this._seen.size > DEDUPE_SIZE) this._seen.delete(this._seen.values().next().value);
     }
-    const sub = this._subs.get(frame.channel);
     if (sub && typeof frame.offset === "number" && (sub.offset === null || frame.offset > sub.offset)) {
       sub.offset = frame.offset;
     }
