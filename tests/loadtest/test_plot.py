@@ -17,21 +17,22 @@ from wsapp.loadtest.stats import WorkerStats, merge
 MEASURE = (1.0, 11.0)  # seconds since the run started
 
 
-def broadcast_report(rate: float, subscribers: int = 500) -> dict[str, Any]:
-    """A 10 s broadcast at `rate` publishes/s: each publish reaches every subscriber 5 ms
-    later (one timeline slot), as on a quiet machine."""
+def broadcast_report(rate: float, subscribers: int = 500,
+                     measure: tuple[float, float] = MEASURE) -> dict[str, Any]:
+    """A broadcast at `rate` publishes/s over `measure`: each publish reaches every subscriber
+    5 ms later (one timeline slot), as on a quiet machine."""
     cfg = Config(scenario="broadcast", url="ws://127.0.0.1:1/ws", connections=subscribers,
-                 duration=MEASURE[1] - MEASURE[0], rate=rate)
+                 duration=measure[1] - measure[0], rate=rate)
     st = WorkerStats(0.0, cfg.slot())
-    st.measure_start, st.measure_end = MEASURE
-    for k in range(round((MEASURE[1] - MEASURE[0]) * rate)):
-        due = MEASURE[0] + k / rate
+    st.measure_start, st.measure_end = measure
+    for k in range(round((measure[1] - measure[0]) * rate)):
+        due = measure[0] + k / rate
         st.sent += 1
         st.second(due).sent += 1
         for _ in range(subscribers):
             st.record_latency(5.0, due + 0.005)
     t = 0.0
-    while t < MEASURE[1] + 0.5:
+    while t < measure[1] + 0.5:
         st.open_now = subscribers
         st.second(t).open_now = subscribers
         t += cfg.slot()
@@ -62,6 +63,17 @@ def test_slower_broadcast_widens_the_window() -> None:
     assert s.window_s == 2.0
     line = inside(s.received_per_s, MEASURE[0] + 1.0, MEASURE[1] - 1.0)
     assert line and line == pytest.approx([250] * len(line)) and rep["msgs_per_s"] == 250
+
+
+def test_window_holds_whole_send_periods() -> None:
+    # A 20 s run has 0.4 s slots: 1.2 s would hold one publish or two by turns (a saw-tooth
+    # again); 2 s holds two wherever it sits.
+    rep = broadcast_report(rate=1.0, measure=(1.0, 21.0))
+    assert rep["timeline_slot_s"] == 0.4
+    s = plot.series(rep)
+    assert s.window_s == 2.0
+    line = inside(s.received_per_s, 2.0, 20.0)
+    assert line and line == pytest.approx([500] * len(line))
 
 
 def test_steady_flow_keeps_the_timeline_resolution() -> None:

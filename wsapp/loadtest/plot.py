@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+ALIGN_WITHIN = 5  # a msgs/s window may grow up to 5x to hold a whole number of sends
+
 
 @dataclass
 class Line:
@@ -37,12 +39,20 @@ class Series:
 
 
 def rate_window_slots(report: dict[str, Any], slot: float, slots: int) -> int:
-    """How many slots the msgs/s window spans: at least the time between two sends (a
-    broadcast at 1 publish/s: 1 s), so bursts of deliveries average out; one slot for a
-    steady flow; never more slots than the timeline has."""
+    """How many slots the msgs/s window spans. One for a steady flow. For bursts (a broadcast
+    at 1 publish/s delivers each publish at once), at least the time between two sends, and
+    if it can be, a whole number of those (1 s of 0.2 s slots; 2 s of 0.4 s slots): then every
+    window holds as many sends wherever it sits, and the line stays flat. Never more slots
+    than the timeline has."""
     sent_per_s = report.get("sent_per_s") or 0.0
-    want = 1.0 / sent_per_s if sent_per_s > 0 else slot
-    return max(1, min(math.ceil(want / slot - 1e-9), slots))
+    if sent_per_s <= 0 or sent_per_s * slot >= 1.0:
+        return 1
+    shortest = math.ceil(1.0 / (sent_per_s * slot) - 1e-9)
+    for k in range(shortest, ALIGN_WITHIN * shortest + 1):
+        sends = k * slot * sent_per_s
+        if abs(sends - round(sends)) <= 0.02 * sends:
+            return max(1, min(k, slots))
+    return max(1, min(shortest, slots))
 
 
 def _windowed(rows: list[dict[str, Any]], key: str, slot: float, k: int) -> Line:

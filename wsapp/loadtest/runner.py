@@ -26,8 +26,8 @@ from wsapp.loadtest.worker import worker_main
 
 START_DELAY = 0.3  # seconds between "go" and the shared measurement start
 WINDOW = 3.0  # seconds of samples behind the live p50/p99
-# A run's phases in order. "waiting" (all set up, before the shared start) and the edges
-# "starting" and "done" are not reported as phases of their own.
+# A run's phases in order. "starting" (workers not yet running) and "done" are edges, not
+# phases; "waiting" (all set up, 0.3 s before the shared start) gets a length, no figures.
 PHASES = ("starting", "setup", "waiting", "measure", "drain", "teardown", "done")
 
 
