@@ -41,7 +41,7 @@ def check_server_cpu(run: Any, used_s: float, busy_setup: bool) -> None:
     pct, wait, lengths = rep["server_cpu_pct"], rep["server_cpu_wait_pct"], rep["phase_s"]
     assert set(pct) == set(wait) == set(PHASES), (pct, wait)
     assert set(PHASES) <= set(lengths), lengths
-    assert lengths["measure"] == pytest.approx(rep["options"]["duration"], abs=0.3)
+    assert lengths["measure"] == pytest.approx(rep["options"]["duration"], abs=0.6)
     for phase in PHASES:
         assert 0 <= pct[phase] <= 100 * (os.cpu_count() or 1), (phase, pct)
         assert 0 <= wait[phase] <= 100 * (os.cpu_count() or 1), (phase, wait)
