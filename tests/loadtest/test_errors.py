@@ -58,3 +58,11 @@ def test_bad_token_closed_with_4401(ws_route: str, tmp_path: Path, run_loadtest:
                         "--duration", "1"], tmp_path)
     assert run.code == 4, run.out
     assert "4401" in run.out and "--token" in run.out
+
+
+def test_server_pid_that_is_not_there(tmp_path: Path, run_loadtest: Any) -> None:
+    # Checked before connecting: a typo must not cost a whole run without server figures.
+    run = run_loadtest(["echo", "--url", "ws://127.0.0.1:9", "--server-pid", str(2**22 + 1)],
+                       tmp_path)
+    assert run.code == 2, run.out
+    assert f"--server-pid {2**22 + 1}: no such process" in run.out

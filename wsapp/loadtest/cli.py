@@ -12,14 +12,13 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Sequence
 from urllib.parse import quote
 
 import gevent
 from rich.console import Console
 
-from wsapp.loadtest import display, limits, report
+from wsapp.loadtest import display, limits, plot, report
 from wsapp.loadtest.client import ClientError, HandshakeRefused, Target, connect, http_post_json
 from wsapp.loadtest.options import (
     DEFAULT_RATES,
@@ -29,9 +28,10 @@ from wsapp.loadtest.options import (
     parse_source_ips,
     resolve_url,
 )
-from wsapp.loadtest.runner import Coordinator, Progress
+from wsapp.loadtest.runner import Coordinator
 from wsapp.loadtest.scenarios import default_channel
-from wsapp.loadtest.stats import merge, runqueue_wait_s
+from wsapp.loadtest.servercpu import ServerCpu, read_process
+from wsapp.loadtest.stats import merge
 
 EXIT_OK = 0
 EXIT_ERRORS = 1  # error rate above --max-error-rate (or the run was cut short)
@@ -198,43 +198,6 @@ def preflight(console: Console, cfg: Config) -> int:
     return code
 
 
-class ServerCpu:
-    """CPU use of a local process (the server under test) per phase, as % of one core, and
-    the share of the time it waited for a CPU (a crowded machine, not the server, is slow)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.phase = ""
-        self.since: tuple[float, float, float | None] | None = None
-        self.result: dict[str, float] = {}
-        self.wait: dict[str, float] = {}
-
-    def _read(self) -> tuple[float, float, float | None] | None:
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        ticks = os.sysconf("SC_CLK_TCK")
-        # utime and stime are fields 14 and 15 of stat; after the ")" they are 12th and 13th.
-        return (time.monotonic(), (int(fields[11]) + int(fields[12])) / ticks,
-                runqueue_wait_s(self.pid))
-
-    def follow(self, p: Progress) -> None:
-        """Close the previous phase's figure whenever the workers' phase changes."""
-        phase = "measure" if p.measure_left is not None and p.measure_left > 0 else p.phase
-        if phase == self.phase:
-            return
-        now = self._read()
-        if self.since and now and self.phase in ("setup", "measure") \
-                and now[0] - self.since[0] >= 0.5:
-            span = now[0] - self.since[0]
-            self.result[self.phase] = round(100.0 * (now[1] - self.since[1]) / span, 1)
-            if now[2] is not None and self.since[2] is not None:
-                self.wait[self.phase] = round(100.0 * (now[2] - self.since[2]) / span, 1)
-        self.phase, self.since = phase, now
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (Ctrl-C before the run: 130, no trace)."""
     try:
@@ -249,6 +212,9 @@ def _main(argv: Sequence[str] | None) -> int:
     err = Console(stderr=True, highlight=False)
     if args.connections < 1 or args.processes < 1 or args.duration <= 0:
         return _fail(err, EXIT_USAGE, "--connections, --processes and --duration must be > 0")
+    if args.server_pid and read_process(args.server_pid) is None:
+        return _fail(err, EXIT_USAGE, f"--server-pid {args.server_pid}: no such process here "
+                     "(it must be a local process whose /proc entry this user can read)")
     processes = min(args.processes, args.connections)
     try:
         source_ips = parse_source_ips(args.source_ips) if args.source_ips else []
@@ -299,17 +265,13 @@ def _main(argv: Sequence[str] | None) -> int:
     server_cpu = ServerCpu(args.server_pid) if args.server_pid else None
     live = display.LiveDisplay(console, cfg.scenario, enabled=not args.quiet)
 
-    def on_progress(p: Progress) -> None:
-        live.update(p)
-        if server_cpu is not None:
-            server_cpu.follow(p)
-
     load_before = os.getloadavg()[0]
     with live:
-        outcome = Coordinator(cfg, on_progress=on_progress).run()
+        outcome = Coordinator(cfg, on_progress=live.update,
+                              on_phase=server_cpu.enter if server_cpu else None).run()
     load_after = os.getloadavg()[0]
-    server_pct = server_cpu.result if server_cpu is not None else None
-    server_wait = server_cpu.wait if server_cpu is not None else None
+    server_pct = server_cpu.pct if server_cpu is not None else None
+    server_wait = server_cpu.wait_pct if server_cpu is not None else None
     if not outcome.results:
         if outcome.interrupted:
             return _fail(err, EXIT_INTERRUPTED, "interrupted before any worker reported.")
@@ -323,7 +285,7 @@ def _main(argv: Sequence[str] | None) -> int:
         report.write_json(rep, args.json)
         console.print(f"report: {args.json}", highlight=False)
     if args.plot:
-        report.write_plot(rep, args.plot)
+        plot.write_plot(rep, args.plot)
         console.print(f"picture: {args.plot}", highlight=False)
     if outcome.fatal_kind == "fd_limit":
         return _fail(err, EXIT_LIMIT, "open-file limit too low.", outcome.fatal or "")

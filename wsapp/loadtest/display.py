@@ -1,7 +1,9 @@
 """What the user sees: a live progress panel while running and a summary table at the end.
 
-On a terminal the panel is a rich Live display; otherwise (CI logs, pipes) one plain line is
-printed every few seconds so logs stay readable.
+On a terminal the panel is a rich Live display. Otherwise (CI logs, pipes) one plain line
+is printed at each phase change and every few seconds: compact enough to fit 80 columns
+(`progress_line`), written as is so nothing breaks it in two, and flushed at once so a log
+shows it while the run goes on.
 """
 
 from __future__ import annotations
@@ -16,11 +18,44 @@ from rich.text import Text
 
 from wsapp.loadtest.runner import Progress
 
+LINE_EVERY = 5.0  # seconds between plain progress lines within one phase
+
 
 def _ms(v: float | None) -> str:
     if v is None:
         return "-"
     return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+
+def _count(v: float) -> str:
+    """At most 5 characters: 9,999 then 12.3k, 100k, 1.2M."""
+    if v < 9_999.5:
+        return f"{v:,.0f}"
+    if v < 99_950:  # the thresholds are where rounding adds a digit (99,950 -> "100k")
+        return f"{v / 1000:.1f}k"
+    if v < 999_500:
+        return f"{v / 1000:.0f}k"
+    return f"{v / 1_000_000:.1f}M"
+
+
+def _latency(ms: float | None) -> str:
+    """At most 5 characters, unit included: 0.5ms, 352ms, 1.1s, 99.9s."""
+    if ms is None:
+        return "-"
+    if ms < 9.95:
+        return f"{ms:.1f}ms"
+    if ms < 999.5:
+        return f"{ms:.0f}ms"
+    return f"{ms / 1000:.1f}s" if ms < 99_950 else f"{ms / 1000:.0f}s"
+
+
+def progress_line(p: Progress) -> str:
+    """One line for logs, 80 columns at most for runs up to ~100k connections and 1000 s:
+    the busiest client process's CPU stands for all of them (the warning uses it too)."""
+    cpu = f"{max(p.cpu):.0f}%" if p.cpu else "-"
+    return (f"{p.elapsed:4.0f}s {p.phase:<8} open {_count(p.open)}/{_count(p.target)} "
+            f"{_count(p.msgs_per_s)} msg/s err {_count(p.errors)} p50 {_latency(p.p50)} "
+            f"p99 {_latency(p.p99)} cpu {cpu}")
 
 
 class LiveDisplay:
@@ -32,6 +67,7 @@ class LiveDisplay:
         self.enabled = enabled
         self.live: Live | None = None
         self.last_line = 0.0
+        self.last_phase = ""
 
     def __enter__(self) -> LiveDisplay:
         if self.enabled and self.console.is_terminal:
@@ -66,13 +102,11 @@ class LiveDisplay:
             self.live.update(self._render(p), refresh=True)
             return
         now = time.monotonic()
-        if now - self.last_line >= 5.0:
-            self.last_line = now
-            self.console.print(
-                f"[{p.elapsed:5.0f}s] {p.phase:8} open {p.open}/{p.target} "
-                f"msgs/s {p.msgs_per_s:.0f} errors {p.errors} p50 {_ms(p.p50)} ms "
-                f"p99 {_ms(p.p99)} ms cpu {' '.join(f'{c:.0f}%' for c in p.cpu)}",
-                highlight=False)
+        if now - self.last_line >= LINE_EVERY or p.phase != self.last_phase:
+            self.last_line, self.last_phase = now, p.phase
+            # Straight to the file: rich would fold a line longer than its width in two.
+            self.console.file.write(progress_line(p) + "\n")
+            self.console.file.flush()
 
 
 def summary(console: Console, report: dict[str, Any]) -> None:
@@ -118,9 +152,11 @@ def summary(console: Console, report: dict[str, Any]) -> None:
                       if ph in ("setup", "measure"))
     if waits:
         t.add_row("client waited for CPU", waits + " of the time")
+    lengths = report.get("phase_s") or {}
     if report.get("server_cpu_pct"):
-        t.add_row("server CPU", ", ".join(f"{ph} {v:.0f}%" for ph, v in
-                                          report["server_cpu_pct"].items()) + " of one core")
+        t.add_row("server CPU", ", ".join(
+            f"{ph} {v:.0f}% ({_seconds(lengths.get(ph))})"
+            for ph, v in report["server_cpu_pct"].items()) + " of one core")
     if report.get("server_cpu_wait_pct"):
         t.add_row("server waited for CPU", ", ".join(
             f"{ph} {v:.0f}%" for ph, v in report["server_cpu_wait_pct"].items()) + " of the time")
@@ -135,6 +171,10 @@ def summary(console: Console, report: dict[str, Any]) -> None:
         console.print(f"[yellow]warning:[/yellow] {cl['warning']}")
     if mach.get("warning"):
         console.print(f"[yellow]warning:[/yellow] {mach['warning']}")
+
+
+def _seconds(v: float | None) -> str:
+    return "?" if v is None else f"{v:.1f} s" if v >= 1 else f"{v:.2f} s"
 
 
 def _pcts(s: dict[str, Any]) -> str:

@@ -1,10 +1,9 @@
-"""The run's report: one JSON document (fields in docs/loadtest.md) and a PNG picture."""
+"""The run's report: one JSON document (fields in docs/loadtest.md); `plot` draws it."""
 
 from __future__ import annotations
 
 import datetime
 import json
-import math
 import os
 from typing import Any
 
@@ -45,7 +44,10 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
                        "the client may be the bottleneck (try --processes "
                        f"{cfg.processes + 1} or more)")
     waits = [(v, "client") for ph in ("setup", "measure") for v in m.cpu_wait_pct.get(ph, [])]
-    waits += [(v, "server") for ph, v in (server_wait_pct or {}).items()]
+    # Like the clients' (whose phases under 0.5 s go unmeasured), only the server's setup and
+    # measure phases of 0.5 s or more count: a 0.1 s setup's wait share is mostly noise.
+    waits += [(v, "server") for ph, v in (server_wait_pct or {}).items()
+              if ph in ("setup", "measure") and outcome.phase_s.get(ph, 0.0) >= 0.5]
     wait_max = max(waits, default=(0.0, ""))
     machine_warning = None
     if wait_max[0] > CROWDED_WAIT_PCT:
@@ -71,6 +73,8 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
         },
         "duration_s": _r(measured, 2),
         "measure_start_s": _r(m.measure_start - outcome.started if m.measure_start else 0.0, 2),
+        "phase_s": dict(outcome.phase_s),
+        "timeline_slot_s": m.slot,
         "messages": {
             "sent": c["sent"],
             "received": c["received"],
@@ -120,12 +124,6 @@ def build(cfg: Config, m: Merged, outcome: Outcome, *, max_error_rate: float,
     return report
 
 
-def _g(v: float | None) -> str:
-    if v is None:
-        return "-"
-    return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
-
-
 def timeline(m: Merged) -> list[dict[str, Any]]:
     """Timeline rows (slot start in seconds since the run started; rates per second)."""
     rows = []
@@ -152,75 +150,3 @@ def write_json(report: dict[str, Any], path: str) -> None:
     with open(path, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
-
-
-def write_plot(report: dict[str, Any], path: str) -> None:
-    """Three panels: load over time, latency percentiles over time, latency histogram."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display needed
-    import matplotlib.pyplot as plt
-
-    rows = report["timeline"]
-    step = rows[1]["t"] - rows[0]["t"] if len(rows) > 1 else 1.0
-    t = [r["t"] + step / 2 for r in rows]  # plot each slot at its middle
-    fig, (ax_load, ax_lat, ax_hist) = plt.subplots(3, 1, figsize=(10, 10))
-    ax_lat.sharex(ax_load)
-    lat = report["latency_ms"]
-    fig.suptitle(
-        f"{report['scenario']}: {report['connections']:,} connections, "
-        f"{report['msgs_per_s']:,.0f} msgs/s, p50 {_g(lat['p50'])} ms, "
-        f"p99 {_g(lat['p99'])} ms, errors {report['errors']}", fontsize=11)
-
-    start = report["measure_start_s"]
-    for ax in (ax_load, ax_lat):
-        if report["duration_s"]:
-            ax.axvspan(start, start + report["duration_s"], color="0.93", zorder=0,
-                       label="measured")
-
-    ax_load.plot(t, [math.nan if r["open"] is None else r["open"] for r in rows],
-                 color="tab:blue", label="open connections")
-    ax_load.set_ylabel("open connections")
-    ax_load.set_xlabel("seconds since start")
-    ax_rate = ax_load.twinx()
-    ax_rate.plot(t, [r["received_per_s"] for r in rows], color="tab:orange",
-                 label="msgs received/s")
-    if any(r["errors_per_s"] for r in rows):
-        ax_rate.plot(t, [r["errors_per_s"] for r in rows], color="tab:red", label="errors/s")
-    ax_rate.set_ylabel("per second")
-    lines = ax_load.get_legend_handles_labels()
-    lines2 = ax_rate.get_legend_handles_labels()
-    ax_load.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left", fontsize=8)
-    ax_load.set_title("load over time", fontsize=10)
-
-    for key, color in (("p50", "tab:green"), ("p99", "tab:purple"), ("max", "tab:red")):
-        pts = [(x, r[key]) for x, r in zip(t, rows, strict=True) if r[key] is not None]
-        if pts:
-            ax_lat.plot([p[0] for p in pts], [max(p[1], 1e-3) for p in pts], marker=".",
-                        color=color, label=key)
-    ax_lat.set_yscale("log")
-    ax_lat.set_ylabel("latency ms (log)")
-    ax_lat.set_xlabel("seconds since start")
-    ax_lat.set_title("latency over time (per second)", fontsize=10)
-    ax_lat.legend(loc="upper left", fontsize=8)
-
-    hist = report["histogram_ms"]
-    if hist:
-        xs = [max(b, 1e-3) for b, _ in hist]
-        # Re-bin the 1% buckets into ~60 log-spaced bars so the shape is readable.
-        lo, hi = math.log10(min(xs)) - 0.01, math.log10(max(xs)) + 0.01
-        edges = [10 ** (lo + (hi - lo) * k / 60) for k in range(61)]
-        ax_hist.hist(xs, bins=edges, weights=[n for _, n in hist], color="tab:blue")
-        ax_hist.set_xscale("log")
-        for key, color in (("p50", "tab:green"), ("p90", "tab:orange"), ("p99", "tab:purple")):
-            if lat[key] is not None:
-                ax_hist.axvline(max(lat[key], 1e-3), color=color, linestyle="--",
-                                label=f"{key} {_g(lat[key])} ms")
-        ax_hist.legend(fontsize=8)
-    ax_hist.set_xlabel("latency ms (log)")
-    ax_hist.set_ylabel("messages")
-    ax_hist.set_title("latency histogram", fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

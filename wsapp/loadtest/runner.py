@@ -3,6 +3,11 @@
 Phases are synchronised so measurement starts only when every worker has opened (and
 subscribed) its connections, and each worker learns what all publishers sent before it
 decides how many messages are missing.
+
+The run's phase is told apart from the workers' own: it starts with the first worker's setup,
+then moves on only when every worker has left the current phase (`run_phase`). Each move is
+reported at once (`on_phase`), and "done" closes the last one, so per-phase figures such as
+the server's CPU cover every phase, the last included.
 """
 
 from __future__ import annotations
@@ -21,6 +26,18 @@ from wsapp.loadtest.worker import worker_main
 
 START_DELAY = 0.3  # seconds between "go" and the shared measurement start
 WINDOW = 3.0  # seconds of samples behind the live p50/p99
+# A run's phases in order. "starting" (workers not yet running) and "done" are edges, not
+# phases; "waiting" (all set up, 0.3 s before the shared start) gets a length, no figures.
+PHASES = ("starting", "setup", "waiting", "measure", "drain", "teardown", "done")
+
+
+def run_phase(worker_phases: list[str]) -> str:
+    """The run's phase given each worker's: the earliest of them, except that setup starts
+    with the first worker's (its connections load the server from then on)."""
+    rank = min(PHASES.index(p) for p in worker_phases)
+    if rank == 0 and any(p != "starting" for p in worker_phases):
+        rank = 1
+    return PHASES[rank]
 
 
 @dataclass
@@ -53,26 +70,33 @@ class Outcome:
     interrupted: bool = False
     setup_s: float = 0.0
     started: float = 0.0
+    phase_s: dict[str, float] = field(default_factory=dict)  # the run's phases' lengths
 
 
 class Coordinator:
     """Spawns `cfg.processes` workers and steps them through the phases."""
 
-    def __init__(self, cfg: Config, on_progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(self, cfg: Config, on_progress: Callable[[Progress], None] | None = None,
+                 on_phase: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
         self.on_progress = on_progress
+        self.on_phase = on_phase
+        self.started = time.time()
+        self.phase = "starting"
+        self.phase_at = 0.0
+        self.worker_phases: list[str] = []
+        self.phase_s: dict[str, float] = {}
         self.latest: dict[int, dict[str, Any]] = {}
         self.windows: deque[tuple[float, LogHistogram]] = deque()
         self.rate_samples: deque[tuple[float, int]] = deque()
         self.go_end: float | None = None
 
-    def progress(self, started: float) -> Progress:
-        """Sum the latest snapshots; msgs/s and percentiles over the last few seconds."""
+    def progress(self) -> Progress:
+        """The run's phase; the latest snapshots summed; msgs/s and percentiles over the last
+        few seconds."""
         now = time.time()
-        p = Progress(target=self.cfg.connections, elapsed=now - started)
-        phases: Counter[str] = Counter()
+        p = Progress(phase=self.phase, target=self.cfg.connections, elapsed=now - self.started)
         for snap in self.latest.values():
-            phases[snap["phase"]] += 1
             p.open += snap["open"]
             p.attempted += snap["attempted"]
             p.opened += snap["opened"]
@@ -80,8 +104,6 @@ class Coordinator:
             p.received += snap["received"]
             p.errors += snap["errors"]
             p.cpu.append(snap["cpu"])
-        if phases:
-            p.phase = phases.most_common(1)[0][0]
         self.rate_samples.append((now, p.received))
         while self.rate_samples and now - self.rate_samples[0][0] > WINDOW:
             self.rate_samples.popleft()
@@ -99,6 +121,23 @@ class Coordinator:
             p.measure_left = max(0.0, self.go_end - now)
         return p
 
+    def worker_moved(self, index: int, phase: str) -> None:
+        """Worker `index` entered `phase`; when that moves the run on, close the phase it left."""
+        if PHASES.index(phase) <= PHASES.index(self.worker_phases[index]):
+            return  # a worker never goes back (an abort skips phases forward only)
+        self.worker_phases[index] = phase
+        new = run_phase(self.worker_phases)
+        if new == self.phase:
+            return
+        now = time.monotonic()
+        if self.phase != "starting":
+            self.phase_s[self.phase] = round(now - self.phase_at, 3)
+        self.phase, self.phase_at = new, now
+        if self.on_phase is not None:
+            self.on_phase(new)
+        if self.on_progress is not None:
+            self.on_progress(self.progress())  # at once: a log shows every phase
+
     def run(self) -> Outcome:
         """Run the scenario to the end (or to Ctrl-C) and return every worker's stats."""
         cfg = self.cfg
@@ -107,7 +146,7 @@ class Coordinator:
         # starting many of them is quick and they share nothing with the coordinator.
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["wsapp.loadtest.worker"])
-        started = time.time()
+        started = self.started = time.time()
         cfg.origin_time = started
         pipes = []
         procs = []
@@ -124,7 +163,9 @@ class Coordinator:
         except KeyboardInterrupt:
             interrupted = True  # the workers already started are stopped below
         index_of = {id(p): i for i, p in enumerate(pipes)}
-        out = Outcome(results=[{} for _ in procs], started=started, interrupted=interrupted)
+        self.worker_phases = ["starting"] * len(procs)
+        out = Outcome(results=[{} for _ in procs], started=started, interrupted=interrupted,
+                      phase_s=self.phase_s)
         ready: set[int] = set()
         measured: dict[int, dict[str, int]] = {}
         done: set[int] = set()
@@ -133,13 +174,17 @@ class Coordinator:
         abort_deadline = 0.0
         last_ui = 0.0
 
+        def gone(i: int) -> None:
+            dead.add(i)
+            self.worker_moved(i, "done")
+
         def broadcast(msg: dict[str, Any]) -> None:
             for i, p in enumerate(pipes):
                 if i not in done and i not in dead:
                     try:
                         p.send(msg)
                     except OSError:
-                        dead.add(i)
+                        gone(i)
 
         def abort() -> None:
             nonlocal abort_sent, abort_deadline
@@ -152,22 +197,26 @@ class Coordinator:
             try:
                 msg = pipes[i].recv()
             except (EOFError, OSError):
-                dead.add(i)
+                gone(i)
                 return
             kind = msg["type"]
             if kind == "progress":
                 self.latest[i] = msg
                 self.windows.append((time.time(), LogHistogram.from_dict(msg["window"])))
+            elif kind == "phase":
+                self.worker_moved(i, msg["name"])
             elif kind == "ready":
                 ready.add(i)
+                self.worker_moved(i, "waiting")
             elif kind == "measured":
                 measured[i] = msg["published"]
             elif kind == "result":
                 out.results[i] = msg["stats"]
                 done.add(i)
+                self.worker_moved(i, "done")
             elif kind == "fatal":
                 out.fatal, out.fatal_kind = msg["message"], msg["kind"]
-                dead.add(i)
+                gone(i)
                 abort()
 
         if interrupted:
@@ -183,7 +232,7 @@ class Coordinator:
                         while i not in done and i not in dead and pipes[i].poll():
                             handle(i)
                         if i not in done and i not in dead:
-                            dead.add(i)
+                            gone(i)
                             out.fatal = out.fatal or f"worker {i} exited with code {proc.exitcode}"
                             out.fatal_kind = out.fatal_kind or "worker_crashed"
                             abort()
@@ -204,10 +253,12 @@ class Coordinator:
                 now = time.time()
                 if self.on_progress is not None and now - last_ui >= 0.25:
                     last_ui = now
-                    self.on_progress(self.progress(started))
+                    self.on_progress(self.progress())
             except KeyboardInterrupt:
                 out.interrupted = True
                 abort()
+        for i in range(len(procs)):
+            self.worker_moved(i, "done")  # also after a give-up on the abort deadline
         for proc in procs:
             proc.join(timeout=5.0)
             if proc.is_alive():

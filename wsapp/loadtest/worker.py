@@ -1,8 +1,9 @@
 """One client process: a gevent hub running its share of the scenario, steered over a pipe.
 
 The coordinator says when to start measuring ("go"), what everyone published ("drain") and
-when to stop early ("abort"); the worker answers with progress snapshots twice a second, then
-its full stats. Workers run in spawned processes, so each has its own hub and file limit.
+when to stop early ("abort"); the worker tells it each phase it enters, sends progress
+snapshots twice a second, then its full stats. Workers run in spawned processes, so each has
+its own hub and file limit.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class Worker:
         self.scenario: Scenario = SCENARIO_CLASSES[cfg.scenario](cfg, index, self.stats)
         self.cpu = CpuMeter()
         self.live_cpu = CpuMeter()
-        self.phase_name = "start"
         self.last_progress = 0.0
+        self.cpu_at, self.cpu_now = time.monotonic(), 0.0  # the last live CPU figure
         self.inbox: list[dict[str, Any]] = []
         self.orphaned = False  # the coordinator went away (killed): wind down quietly
 
@@ -59,14 +60,16 @@ class Worker:
         if not force and now - self.last_progress < PROGRESS_EVERY:
             return
         self.last_progress = now
+        if now - self.cpu_at >= PROGRESS_EVERY:  # over a shorter span the share is tick noise
+            self.cpu_at, self.cpu_now = now, self.live_cpu.mark()
         st = self.stats
         st.sample_open()
         window, st.window = st.window, type(st.window)()
-        self.send({"type": "progress", "index": self.index, "phase": self.phase_name,
+        self.send({"type": "progress", "index": self.index,
                    "open": st.open_now, "attempted": st.attempted, "opened": st.opened,
                    "sent": st.sent, "received": st.received,
                    "errors": sum(st.errors.values()), "window": window.to_dict(),
-                   "cpu": self.live_cpu.mark(), "time": time.time()})
+                   "cpu": self.cpu_now, "time": time.time()})
 
     def poll(self) -> None:
         """Read whatever the coordinator sent; raise Aborted on an abort."""
@@ -93,8 +96,13 @@ class Worker:
             gevent.sleep(0.02)
 
     def phase(self, name: str, fn: Callable[[], None], abortable: bool = True) -> None:
-        """Run one phase in a greenlet while answering the pipe; record its CPU use."""
-        self.phase_name = name
+        """Run one phase in a greenlet while answering the pipe; record its CPU use.
+
+        The coordinator hears of the phase at once: its per-phase figures (the server's CPU)
+        start and end with the workers' phases, not with the next progress snapshot.
+        """
+        self.progress(force=True)  # the numbers the phase ends on, for the display
+        self.send({"type": "phase", "index": self.index, "name": name})
         self.cpu.mark()
         t0 = time.monotonic()
         g = gevent.spawn(fn)
@@ -124,9 +132,9 @@ class Worker:
             t0 = time.time()
             self.phase("setup", sc.setup)
             st.setup_s = time.time() - t0
+            self.progress(force=True)
             self.send({"type": "ready", "index": self.index})
             go = self.wait_for("go")
-            self.phase_name = "waiting"
             while time.time() < go["start"]:
                 self.poll()
                 gevent.sleep(min(0.02, max(0.0, go["start"] - time.time())))
