@@ -8,38 +8,20 @@ import gevent
 import gevent.socket
 import pytest
 from flask import Flask, request
+from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
 from wsapp.server import make_server
+from wsapp.websocket import handler as handler_module
 from wsapp.websocket.frames import OP_TEXT, build_frame
-from wsapp.websocket.handler import accept_key, call_app, origin_allowed, share_header_strings
-from wsapp.websocket.protocol import EV_MESSAGE, Receiver
-
-
-def test_accept_key_rfc_example():
-    # RFC 6455 §1.3
-    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-@pytest.mark.parametrize("origin,host,allowed,ok", [
-    (None, "example.com", [], True),  # non-browser clients send no Origin
-    ("http://example.com", "example.com", [], True),
-    ("http://example.com:80", "example.com", [], True),
-    ("https://example.com", "example.com:443", [], True),
-    ("http://example.com:8080", "example.com:8080", [], True),
-    ("http://evil.com", "example.com", [], False),
-    ("http://example.com:8081", "example.com:8080", [], False),
-    # Behind a TLS-terminating proxy the Host has no port and the page is https: same site.
-    ("https://example.com", "example.com", [], True),
-    ("https://example.com", "example.com:80", [], False),
-    ("http://evil.com", "example.com", ["http://evil.com"], True),
-    ("http://EVIL.com/", "example.com", ["http://evil.com"], True),
-    ("http://evil.com", "example.com", ["*"], True),
-    ("http://[::1]:5000", "[::1]:5000", [], True),
-    ("null", "example.com", [], False),
-])
-def test_origin_rules(origin, host, allowed, ok):
-    assert origin_allowed(origin, host, allowed) is ok
+from wsapp.websocket.handler import (
+    WebSocketHandler,
+    call_app,
+    request_headers,
+    share_header_strings,
+)
+from wsapp.websocket.options import WebSocketOptions
+from wsapp.websocket.protocol import EV_CLOSE, EV_MESSAGE, Receiver
 
 
 @pytest.fixture
@@ -158,3 +140,39 @@ def test_call_app_calls_python_and_builtin_callables_alike():
 
     assert call_app(plain, env, None) == [b"/"]
     assert call_app(functools.partial(plain), env, None) == [b"/"]  # a C-level __call__
+
+
+def test_request_headers_by_lower_case_name():
+    env = {"HTTP_SEC_WEBSOCKET_KEY": "k", "HTTP_UPGRADE": "websocket", "PATH_INFO": "/",
+           "CONTENT_TYPE": "text/plain", "wsgi.input": None}
+    assert request_headers(env) == {"sec-websocket-key": "k", "upgrade": "websocket"}
+
+
+def test_bare_wsgiserver_reads_websocket_options_from_the_environment(monkeypatch):
+    # No wsapp.server, no Settings: the handler alone, configured by WSAPP_* variables.
+    monkeypatch.setattr(handler_module, "_default_settings", None)
+    monkeypatch.setenv("WSAPP_MAX_MESSAGE_SIZE", "10")
+
+    def echo(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        while (msg := ws.receive()) is not None:
+            ws.send(msg)
+        return []
+
+    srv = WSGIServer(("127.0.0.1", 0), echo, handler_class=WebSocketHandler, log=None)
+    srv.start()
+    try:
+        sock = gevent.socket.create_connection(srv.address)
+        sock.sendall(handshake() + build_frame(OP_TEXT, b"0123456789!", mask=b"abcd"))
+        head, rest = read_response(sock)
+        assert head.startswith("HTTP/1.1 101")
+        receiver = Receiver(1 << 20, mask_required=False)
+        events = receiver.feed(rest)
+        with gevent.Timeout(5):
+            while not events:
+                events += receiver.feed(sock.recv(4096))
+        assert events[0] == (EV_CLOSE, (1009, events[0][1][1]))  # 11 bytes > 10
+        assert type(srv.settings) is WebSocketOptions  # not the server's Settings
+        sock.close()
+    finally:
+        srv.stop(timeout=1)
