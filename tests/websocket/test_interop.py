@@ -11,13 +11,13 @@ import threading
 import time
 
 import pytest
+import websocket
+from websocket import ABNF
 from websockets.exceptions import ConnectionClosed
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 from wsclient import APPS, RawClient
 
-import websocket
-from websocket import ABNF
 from wsapp.websocket.frames import OP_PING
 
 MIB = 1 << 20
