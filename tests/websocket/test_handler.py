@@ -66,21 +66,30 @@ def read_response(sock):
     return head.decode(), rest
 
 
+def first_event_after_upgrade(address, payload: bytes):
+    """Send the handshake and a text frame in one write; the first event the server sends
+    back after its 101."""
+    sock = gevent.socket.create_connection(address)
+    try:
+        sock.sendall(handshake() + build_frame(OP_TEXT, payload, mask=b"abcd"))
+        head, rest = read_response(sock)
+        assert head.startswith("HTTP/1.1 101")
+        receiver = Receiver(1 << 20, mask_required=False)
+        events = receiver.feed(rest)
+        with gevent.Timeout(5):
+            while not events:
+                events += receiver.feed(sock.recv(4096))
+        return events[0]
+    finally:
+        sock.close()
+
+
 def test_frame_pipelined_with_the_handshake_is_not_lost(server):
     srv, seen = server
-    sock = gevent.socket.create_connection(srv.address)
     # Handshake and a first frame in one write: pywsgi's reader buffers the frame, and the
     # handler must hand those bytes over when it drops that reader.
-    sock.sendall(handshake() + build_frame(OP_TEXT, b"early", mask=b"abcd"))
-    head, rest = read_response(sock)
-    assert head.startswith("HTTP/1.1 101")
-    receiver = Receiver(1 << 20, mask_required=False)
-    events = receiver.feed(rest)
-    with gevent.Timeout(5):
-        while not events:
-            events += receiver.feed(sock.recv(4096))
-    assert events[0] == (EV_MESSAGE, "early") and seen == ["early"]
-    sock.close()
+    assert first_event_after_upgrade(srv.address, b"early") == (EV_MESSAGE, "early")
+    assert seen == ["early"]
 
 
 def test_route_refusal_is_an_http_response(server):
@@ -162,17 +171,8 @@ def test_bare_wsgiserver_reads_websocket_options_from_the_environment(monkeypatc
     srv = WSGIServer(("127.0.0.1", 0), echo, handler_class=WebSocketHandler, log=None)
     srv.start()
     try:
-        sock = gevent.socket.create_connection(srv.address)
-        sock.sendall(handshake() + build_frame(OP_TEXT, b"0123456789!", mask=b"abcd"))
-        head, rest = read_response(sock)
-        assert head.startswith("HTTP/1.1 101")
-        receiver = Receiver(1 << 20, mask_required=False)
-        events = receiver.feed(rest)
-        with gevent.Timeout(5):
-            while not events:
-                events += receiver.feed(sock.recv(4096))
-        assert events[0] == (EV_CLOSE, (1009, events[0][1][1]))  # 11 bytes > 10
+        kind, (code, _) = first_event_after_upgrade(srv.address, b"0123456789!")
+        assert (kind, code) == (EV_CLOSE, 1009)  # 11 bytes > 10
         assert type(srv.settings) is WebSocketOptions  # not the server's Settings
-        sock.close()
     finally:
         srv.stop(timeout=1)
