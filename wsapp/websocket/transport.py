@@ -45,8 +45,7 @@ class Transport(ConnectionState):
         self._close_timeout = close_timeout
         self._outbox: deque | None = None  # frames waiting for a slow reader (fan-out only)
         self._outbox_bytes = 0
-        self._corked: list[bytes] | None = None  # replies held while the route works through
-        # a batch
+        self._corked: list[bytes] | None = None  # replies held while the route is in a batch
 
     @property
     def accepted(self) -> bool:
