@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import errno
-import hashlib
 import json
 import os
 import resource
@@ -25,9 +24,12 @@ import socket
 import struct
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from bench/
+from wsapp.websocket.handshake import accept_key  # noqa: E402
+
 RECV_SIZE = 1 << 18
 OP_TEXT, OP_BINARY, OP_CLOSE = 0x1, 0x2, 0x8
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,7 +63,7 @@ def server_frame(payload: bytes, opcode: int) -> bytes:
 def handshake_request(host: str, port: int, path: str) -> tuple[bytes, bytes]:
     """An HTTP upgrade request (no extensions offered) and the Sec-WebSocket-Accept it expects."""
     key = base64.b64encode(os.urandom(16))
-    accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    accept = accept_key(key.decode("ascii")).encode("ascii")
     req = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"

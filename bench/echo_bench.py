@@ -98,7 +98,7 @@ def importable(server: str) -> str | None:
            "websockets": "websockets.asyncio.server"}[server]
     code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import {mod}; {mod}.__name__"
     if server == "wsapp":
-        code += "; wsapp.handler.WebSocketHandler"
+        code += "; import wsapp.handler; wsapp.handler.WebSocketHandler"  # the old path too
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode == 0:
         return None

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from wsapp.config import Settings, from_args, from_env, markdown_table
+from wsapp.config import Settings, build_parser, from_args, from_env, markdown_table
+from wsapp.realtime.options import RealtimeOptions
+from wsapp.websocket.options import WebSocketOptions, field_sections
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -57,3 +59,19 @@ def test_readme_configuration_table_is_current():
     assert markdown_table() in README.read_text("utf-8"), (
         "README's configuration table is stale: paste the output of "
         "`python -c 'from wsapp.config import markdown_table; print(markdown_table())'`")
+
+
+def test_one_class_per_layer_three_sections():
+    assert issubclass(Settings, RealtimeOptions) and issubclass(Settings, WebSocketOptions)
+    assert [title for title, _ in field_sections(Settings)] == ["Server", "WebSocket",
+                                                               "Real-time"]
+    text = build_parser().format_help()
+    positions = [text.index(f"{title} settings:") for title in ("Server", "WebSocket",
+                                                                 "Real-time")]
+    assert positions == sorted(positions)
+    assert text.index("--port") < text.index("--max-backlog") < text.index("--rate-messages")
+
+
+def test_replace_keeps_the_class():
+    s = Settings().replace(port=1)
+    assert type(s) is Settings and s.port == 1

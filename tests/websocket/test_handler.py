@@ -8,38 +8,20 @@ import gevent
 import gevent.socket
 import pytest
 from flask import Flask, request
+from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
 from wsapp.server import make_server
+from wsapp.websocket import handler as handler_module
 from wsapp.websocket.frames import OP_TEXT, build_frame
-from wsapp.websocket.handler import accept_key, call_app, origin_allowed, share_header_strings
-from wsapp.websocket.protocol import EV_MESSAGE, Receiver
-
-
-def test_accept_key_rfc_example():
-    # RFC 6455 §1.3
-    assert accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-
-
-@pytest.mark.parametrize("origin,host,allowed,ok", [
-    (None, "example.com", [], True),  # non-browser clients send no Origin
-    ("http://example.com", "example.com", [], True),
-    ("http://example.com:80", "example.com", [], True),
-    ("https://example.com", "example.com:443", [], True),
-    ("http://example.com:8080", "example.com:8080", [], True),
-    ("http://evil.com", "example.com", [], False),
-    ("http://example.com:8081", "example.com:8080", [], False),
-    # Behind a TLS-terminating proxy the Host has no port and the page is https: same site.
-    ("https://example.com", "example.com", [], True),
-    ("https://example.com", "example.com:80", [], False),
-    ("http://evil.com", "example.com", ["http://evil.com"], True),
-    ("http://EVIL.com/", "example.com", ["http://evil.com"], True),
-    ("http://evil.com", "example.com", ["*"], True),
-    ("http://[::1]:5000", "[::1]:5000", [], True),
-    ("null", "example.com", [], False),
-])
-def test_origin_rules(origin, host, allowed, ok):
-    assert origin_allowed(origin, host, allowed) is ok
+from wsapp.websocket.handler import (
+    WebSocketHandler,
+    call_app,
+    request_headers,
+    share_header_strings,
+)
+from wsapp.websocket.options import WebSocketOptions
+from wsapp.websocket.protocol import EV_CLOSE, EV_MESSAGE, Receiver
 
 
 @pytest.fixture
@@ -84,21 +66,30 @@ def read_response(sock):
     return head.decode(), rest
 
 
+def first_event_after_upgrade(address, payload: bytes):
+    """Send the handshake and a text frame in one write; the first event the server sends
+    back after its 101."""
+    sock = gevent.socket.create_connection(address)
+    try:
+        sock.sendall(handshake() + build_frame(OP_TEXT, payload, mask=b"abcd"))
+        head, rest = read_response(sock)
+        assert head.startswith("HTTP/1.1 101")
+        receiver = Receiver(1 << 20, mask_required=False)
+        events = receiver.feed(rest)
+        with gevent.Timeout(5):
+            while not events:
+                events += receiver.feed(sock.recv(4096))
+        return events[0]
+    finally:
+        sock.close()
+
+
 def test_frame_pipelined_with_the_handshake_is_not_lost(server):
     srv, seen = server
-    sock = gevent.socket.create_connection(srv.address)
     # Handshake and a first frame in one write: pywsgi's reader buffers the frame, and the
     # handler must hand those bytes over when it drops that reader.
-    sock.sendall(handshake() + build_frame(OP_TEXT, b"early", mask=b"abcd"))
-    head, rest = read_response(sock)
-    assert head.startswith("HTTP/1.1 101")
-    receiver = Receiver(1 << 20, mask_required=False)
-    events = receiver.feed(rest)
-    with gevent.Timeout(5):
-        while not events:
-            events += receiver.feed(sock.recv(4096))
-    assert events[0] == (EV_MESSAGE, "early") and seen == ["early"]
-    sock.close()
+    assert first_event_after_upgrade(srv.address, b"early") == (EV_MESSAGE, "early")
+    assert seen == ["early"]
 
 
 def test_route_refusal_is_an_http_response(server):
@@ -158,3 +149,30 @@ def test_call_app_calls_python_and_builtin_callables_alike():
 
     assert call_app(plain, env, None) == [b"/"]
     assert call_app(functools.partial(plain), env, None) == [b"/"]  # a C-level __call__
+
+
+def test_request_headers_by_lower_case_name():
+    env = {"HTTP_SEC_WEBSOCKET_KEY": "k", "HTTP_UPGRADE": "websocket", "PATH_INFO": "/",
+           "CONTENT_TYPE": "text/plain", "wsgi.input": None}
+    assert request_headers(env) == {"sec-websocket-key": "k", "upgrade": "websocket"}
+
+
+def test_bare_wsgiserver_reads_websocket_options_from_the_environment(monkeypatch):
+    # No wsapp.server, no Settings: the handler alone, configured by WSAPP_* variables.
+    monkeypatch.setattr(handler_module, "_default_settings", None)
+    monkeypatch.setenv("WSAPP_MAX_MESSAGE_SIZE", "10")
+
+    def echo(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        while (msg := ws.receive()) is not None:
+            ws.send(msg)
+        return []
+
+    srv = WSGIServer(("127.0.0.1", 0), echo, handler_class=WebSocketHandler, log=None)
+    srv.start()
+    try:
+        kind, (code, _) = first_event_after_upgrade(srv.address, b"0123456789!")
+        assert (kind, code) == (EV_CLOSE, 1009)  # 11 bytes > 10
+        assert type(srv.settings) is WebSocketOptions  # not the server's Settings
+    finally:
+        srv.stop(timeout=1)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 import json
 import os
 import random
@@ -26,8 +25,8 @@ from gevent import socket
 from gevent.lock import Semaphore
 
 from wsapp.websocket import frames
+from wsapp.websocket.handshake import accept_key
 
-_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEADER = 16384
 _MAX_MESSAGE = 64 * 1024 * 1024
 # Linux: let connect() pick the port after bind(ip, 0), so each source address gets its own
@@ -326,8 +325,7 @@ def connect(target: Target, *, source_ip: str | None = None, timeout: float = 10
         if len(parts) < 2 or parts[1] != "101":
             body = leftover[:200].decode("utf-8", "replace").strip()
             raise HandshakeRefused(status, body)
-        expect = base64.b64encode(hashlib.sha1((key + _GUID).encode()).digest()).decode()
-        if resp.get("sec-websocket-accept") != expect:
+        if resp.get("sec-websocket-accept") != accept_key(key):
             raise ClientError("handshake_bad_accept",
                               "server's Sec-WebSocket-Accept does not match the key")
         sock.settimeout(None)

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from wsapp.realtime.hub import Hub
-from wsapp.websocket.connection import TRAFFIC
+from wsapp.websocket.traffic import TRAFFIC
 
 TOP_CHANNELS = 20
 

@@ -11,10 +11,10 @@ import logging
 import time
 from typing import Any
 
-from wsapp.config import Settings
 from wsapp.realtime.hub import Client, Hub
 from wsapp.realtime.limits import TokenBucket
 from wsapp.realtime.messages import RequestError, check_channel, dumps, error, ok, parse_request
+from wsapp.realtime.options import RealtimeOptions
 
 log = logging.getLogger("wsapp.realtime.session")
 
@@ -33,7 +33,7 @@ class Session:
 
     __slots__ = ("hub", "client", "settings", "demo", "msg_bucket", "byte_bucket")
 
-    def __init__(self, hub: Hub, client: Client, settings: Settings) -> None:
+    def __init__(self, hub: Hub, client: Client, settings: RealtimeOptions) -> None:
         self.hub = hub
         self.client = client
         self.settings = settings

@@ -22,7 +22,8 @@ import sys
 import zlib
 from dataclasses import dataclass
 
-from wsapp.websocket.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG, ProtocolError
+from wsapp.websocket.exceptions import ProtocolError
+from wsapp.websocket.frames import CLOSE_INVALID_DATA, CLOSE_MESSAGE_TOO_BIG
 
 EXTENSION_NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"  # LEN/NLEN of the empty stored block a sync flush ends with
@@ -93,9 +94,10 @@ def _param_value(raw: str) -> str | None:
             if ch == '"':
                 return None  # an unescaped quote ends the string early: junk follows it
             if ch == "\\":
-                ch = next(inner, None)
-                if ch is None:
+                escaped = next(inner, None)
+                if escaped is None:
                     return None
+                ch = escaped
             out.append(ch)
         value = "".join(out)
     else:

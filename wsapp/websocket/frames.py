@@ -1,4 +1,4 @@
-"""RFC 6455 frame codec: pure functions over bytes, no sockets, no gevent.
+"""RFC 6455 frame codec: pure functions over bytes, no sockets, no I/O.
 
 Theory of operation: `parse_header` looks at the start of a buffer and either says "need
 more bytes" (None) or returns a `Header` after checking every rule that can be checked from
@@ -11,7 +11,11 @@ for tests and clients, masked ones. Close payloads are built and checked here to
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, cast
+
+# Raised by the codec, and importable from here as before it moved to the exceptions module.
+from wsapp.websocket.exceptions import ProtocolError
 
 # Opcodes (RFC 6455 §5.2).
 OP_CONT = 0x0
@@ -39,15 +43,6 @@ CLOSE_TRY_AGAIN_LATER = 1013
 MAX_CONTROL_PAYLOAD = 125
 _RSV_MASK = 0x70
 _RSV1 = 0x40
-
-
-class ProtocolError(Exception):
-    """A peer broke the protocol or a limit; `code` is the close code to answer with."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code}: {reason}")
-        self.code = code
-        self.reason = reason
 
 
 class Header(NamedTuple):
@@ -124,7 +119,10 @@ def parse_header(buf: bytes | bytearray | memoryview, max_length: int, *,
     return Header(fin, bool(rsv), opcode, mask, length, size)
 
 
-def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+_Buffer = bytes | bytearray | memoryview
+
+
+def _apply_mask_py(data: _Buffer, mask: _Buffer) -> bytes:
     """Pure-Python XOR through big integers: ~40x faster than a per-byte loop."""
     n = len(data)
     if n <= 8:
@@ -134,12 +132,15 @@ def _apply_mask_py(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
         n, "little")
 
 
+_xor: Callable[[_Buffer, _Buffer], bytes]
 try:  # websockets ships a C XOR (~100x faster on 64 KiB); use it when installed.
     from websockets.speedups import apply_mask as _apply_mask_c
-except ImportError:  # pragma: no cover - depends on the environment
-    _apply_mask_c = None
 
-_xor = _apply_mask_c or _apply_mask_py
+    # Its stub says bytes for the mask; the C code reads any buffer (the fast path passes a
+    # memoryview slice of the read buffer).
+    _xor = cast(Callable[[_Buffer, _Buffer], bytes], _apply_mask_c)
+except ImportError:  # pragma: no cover - depends on the environment
+    _xor = _apply_mask_py
 unmask = _xor  # XOR a whole payload with its 4-byte mask (offset 0): the receive fast path
 
 

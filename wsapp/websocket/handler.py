@@ -1,20 +1,19 @@
 """The WSGI handler: a drop-in subclass of gevent-websocket's WebSocketHandler.
 
-Pass it as `handler_class` to gevent's WSGIServer. It checks the handshake strictly (with
-clear HTTP errors as bytes), negotiates permessage-deflate, builds our `WebSocket` at
-environ["wsgi.websocket"] and runs the app. The 101 response is sent when the route first
-uses the socket, so a route that returns an HTTP error without touching it (or a URL with
-no route: 404) answers the client with that error instead of a dead WebSocket.
+Pass it as `handler_class` to gevent's WSGIServer. It adapts the request to the sans-I/O
+handshake (wsapp.websocket.handshake: strict checks with clear HTTP errors, permessage-deflate,
+the subprotocol), builds our `WebSocket` at environ["wsgi.websocket"] and runs the app. The
+101 response is sent when the route first uses the socket, so a route that returns an HTTP
+error without touching it (or a URL with no route: 404) answers the client with that error
+instead of a dead WebSocket.
 
-Settings come from `server.settings` (set by wsapp.server) or, for a bare WSGIServer, from
-WSAPP_* environment variables.
+Settings come from `server.settings` (anything with WebSocketOptions' attributes: wsapp.server
+and wsapp.gunicorn set the server's whole Settings) or, for a bare WSGIServer, from WSAPP_*
+environment variables.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import io
 import logging
 import socket
@@ -24,44 +23,25 @@ from collections.abc import Callable
 from logging import ERROR, INFO
 from types import FunctionType
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler as _StockHandler
 
-from wsapp.config import Settings, from_env
 from wsapp.websocket.connection import WebSocket
+from wsapp.websocket.exceptions import HandshakeRejected, HandshakeTimeout
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
+from wsapp.websocket.handshake import Request, accept, refusal_bytes, response_bytes
 from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.options import WebSocketOptions
 from wsapp.websocket.tracker import ConnectionTracker
 
 log = logging.getLogger("wsapp.websocket.handler")
 
-GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _EMPTY_INPUT = io.BytesIO()
 _NO_BODY = Input(None, 0)
-_DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
 # Header values that differ on every connection: interning them would only add entries.
 _UNIQUE_VALUES = frozenset({"HTTP_SEC_WEBSOCKET_KEY", "HTTP_COOKIE", "HTTP_AUTHORIZATION"})
-
-
-class _HandshakeTimeout(BaseException):
-    """The client did not finish its HTTP request in time.
-
-    A BaseException, like gevent.Timeout: pywsgi turns any Exception raised while parsing
-    headers into a logged "invalid request" with a traceback.
-    """
-
-
-class Rejection(Exception):
-    """A handshake refused with an HTTP status; the body says why, in plain text."""
-
-    def __init__(self, status: str, reason: str, headers: list | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = headers or []
 
 
 def share_header_strings(environ: dict) -> dict:
@@ -82,55 +62,28 @@ def share_header_strings(environ: dict) -> dict:
     return shared
 
 
-def accept_key(key: str) -> str:
-    """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
-    return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
-
-
-def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
-    """Whether a browser Origin may connect: its own host, the allowlist, or '*'.
-
-    Non-browser clients send no Origin and are allowed: Origin protects browsers' users
-    from other sites, it is not authentication.
-    """
-    if not origin:
-        return True
-    if "*" in allowed:
-        return True
-    origin = origin.strip().rstrip("/").lower()
-    if origin in allowed:
-        return True
-    parts = urlsplit(origin)
-    if not parts.hostname or not host:
-        return False
-    origin_port = str(parts.port) if parts.port else _DEFAULT_PORTS.get(parts.scheme, "")
-    host = host.strip().lower()
-    if host.startswith("["):  # IPv6 literal
-        name, _, port = host[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        name, _, port = host.partition(":")
-    return parts.hostname == name and (port or _DEFAULT_PORTS.get(parts.scheme, "")) == (
-        origin_port)
-
-
-_default_settings: Settings | None = None
+_default_settings: WebSocketOptions | None = None
 
 
 class WebSocketHandler(_StockHandler):
     """gevent-websocket's handler with a hardened handshake and our WebSocket object."""
 
     websocket: WebSocket | None = None
+    # pywsgi's, set while it parses a request (declared here for the type checker).
+    command: str
+    request_version: str
+    rfile: Any
 
     # -- settings and shared state ---------------------------------------------------
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> WebSocketOptions:
+        """The server's settings, else WebSocketOptions from WSAPP_* (read once per process)."""
         settings = getattr(self.server, "settings", None)
         if settings is None:
             global _default_settings
             if _default_settings is None:
-                _default_settings = from_env()
+                _default_settings = WebSocketOptions.from_env()
             settings = self.server.settings = _default_settings
         return settings
 
@@ -144,15 +97,15 @@ class WebSocketHandler(_StockHandler):
 
     # -- request reading with a deadline -----------------------------------------------
 
-    def handle_one_request(self):  # type: ignore[override]
+    def handle_one_request(self) -> Any:
         """Read one request; a client gets `handshake_timeout` seconds to send it all."""
         # Held on self, not in a local: this frame lives as long as the WebSocket does, and
         # get_environ() drops the timer as soon as the headers are in.
-        self._request_timer = gevent.Timeout(self.settings.handshake_timeout, _HandshakeTimeout)
+        self._request_timer = gevent.Timeout(self.settings.handshake_timeout, HandshakeTimeout)
         self._request_timer.start()
         try:
             return super().handle_one_request()
-        except _HandshakeTimeout:
+        except HandshakeTimeout:
             log_soon(log, INFO, "handshake timeout: %s sent no complete request within %.1fs",
                      self._peer(), self.settings.handshake_timeout)
             return None
@@ -190,25 +143,27 @@ class WebSocketHandler(_StockHandler):
         from a frame that lives as long as the connection.
         """
         env = self.environ
+        tracker = self.tracker
+        ip = env.get("REMOTE_ADDR", "")
+        request = Request(env.get("REQUEST_METHOD", ""), self.request_version,
+                          env.get("PATH_INFO", ""), request_headers(env), ip)
+        s = self.settings
         try:
-            headers, deflate = self._check_handshake()
-        except Rejection as rej:
+            agreed = accept(request, s, connections=len(tracker),
+                            connections_from_client=tracker.per_ip.get(ip, 0),
+                            app_protocol=getattr(self.application, "app_protocol", None))
+        except HandshakeRejected as rej:
             log_soon(log, INFO, "handshake refused %s %s: %s %s", self._peer(),
                      env.get("PATH_INFO"), rej.status, rej.reason)
-            self._respond(rej.status, rej.headers, rej.reason.encode("utf-8") + b"\n")
+            self._respond(rej.status, refusal_bytes(rej))
             return None
-        response = "".join(f"{k}: {v}\r\n" for k, v in headers)
-        self._response_101 = f"HTTP/1.1 101 Switching Protocols\r\n{response}\r\n".encode(
-            "latin-1")
+        self._response_101 = agreed.response_bytes()
         _no_delay(self.socket)
-        s = self.settings
-        offered = dict(headers)
         ws = WebSocket(self.socket, env, max_message_size=s.max_message_size,
-                       max_fragments=s.max_fragments, deflate=deflate,
+                       max_fragments=s.max_fragments, deflate=agreed.deflate,
                        close_timeout=s.close_timeout, accept=self._accept,
                        initial=self._take_buffered_input(),
-                       protocol=offered.get("Sec-WebSocket-Protocol"),
-                       extensions=offered.get("Sec-WebSocket-Extensions"))
+                       protocol=agreed.protocol, extensions=agreed.extensions)
         self.websocket = ws
         env["wsgi.websocket"] = ws
         env["wsgi.websocket_version"] = "13"
@@ -234,7 +189,7 @@ class WebSocketHandler(_StockHandler):
         try:
             result = call_app(self.application, env, answer)
             try:
-                if not ws.accepted and not answer.success:
+                if not ws.accepted and answer.refused_with is not None:
                     body = b"".join(result)  # the app refused: its response goes out as is
             finally:
                 close = getattr(result, "close", None)
@@ -246,12 +201,13 @@ class WebSocketHandler(_StockHandler):
         finally:
             tracker.discard(ws, env.get("REMOTE_ADDR", ""))
         try:
-            if not ws.accepted and not failed and not answer.success:
-                ws._accept = None  # never upgraded
+            refused_with = answer.refused_with
+            if not ws.accepted and not failed and refused_with is not None:
+                ws.refused()  # never upgraded: the route's answer goes out instead
                 self.__dict__.pop("_response_101", None)
-                self._respond(answer.status, answer.headers, body)
+                self._respond(refused_with, response_bytes(refused_with, answer.headers, body))
                 log_soon(log, INFO, "handshake refused by route %s %s: %s", self._peer(),
-                         env.get("PATH_INFO"), answer.status)
+                         env.get("PATH_INFO"), refused_with)
                 return
             if failed or (answer.status or "")[:1] == "5":
                 ws.close(CLOSE_INTERNAL_ERROR, "internal server error")
@@ -264,70 +220,6 @@ class WebSocketHandler(_StockHandler):
                 log_soon(log, INFO, "close %s %s %.1fs sent=%s received=%s %s", self._peer(),
                          env.get("PATH_INFO"), time.monotonic() - ws.opened_at,
                          ws.sent_close_code, ws.close_code, ws.close_reason)
-
-    def _check_handshake(self) -> tuple[list[tuple[str, str]], object]:
-        """Validate the upgrade request; return the 101 headers and the deflate state."""
-        env = self.environ
-        s = self.settings
-        version_header = [("Sec-WebSocket-Version", "13")]
-        if self.request_version != "HTTP/1.1":
-            raise Rejection("400 Bad Request", f"WebSocket needs HTTP/1.1, got "
-                            f"{self.request_version}")
-        if env.get("REQUEST_METHOD") != "GET":
-            raise Rejection("400 Bad Request", "a WebSocket handshake must be a GET request")
-        if "upgrade" not in [t.strip() for t in env.get("HTTP_CONNECTION", "").lower().split(",")]:
-            raise Rejection("400 Bad Request", "Connection header lacks the 'upgrade' token")
-        version = env.get("HTTP_SEC_WEBSOCKET_VERSION")
-        if not version:
-            raise Rejection("426 Upgrade Required", "Sec-WebSocket-Version header missing",
-                            version_header)
-        if version.strip() != "13":
-            raise Rejection("400 Bad Request", f"unsupported WebSocket version {version!r}",
-                            version_header)
-        key = env.get("HTTP_SEC_WEBSOCKET_KEY", "").strip()
-        try:
-            if len(base64.b64decode(key, validate=True)) != 16:
-                raise ValueError
-        except (ValueError, binascii.Error):
-            raise Rejection("400 Bad Request",
-                            "Sec-WebSocket-Key must be 16 bytes in base64") from None
-        if not origin_allowed(env.get("HTTP_ORIGIN"), env.get("HTTP_HOST"), s.origins()):
-            raise Rejection("403 Forbidden", f"origin {env.get('HTTP_ORIGIN')!r} not allowed")
-        tracker = self.tracker
-        if len(tracker) >= s.max_connections:
-            raise Rejection("503 Service Unavailable",
-                            f"server is at its limit of {s.max_connections} connections",
-                            [("Retry-After", "5")])
-        ip = env.get("REMOTE_ADDR", "")
-        if s.max_connections_per_ip and tracker.per_ip.get(ip, 0) >= s.max_connections_per_ip:
-            raise Rejection("429 Too Many Requests",
-                            f"{ip} already holds {s.max_connections_per_ip} connections",
-                            [("Retry-After", "5")])
-        headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Accept", accept_key(key))]
-        deflate = None
-        if s.deflate and env.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"):
-            from wsapp.websocket.deflate import PerMessageDeflate, negotiate
-
-            agreed = negotiate(env["HTTP_SEC_WEBSOCKET_EXTENSIONS"])
-            if agreed is not None:
-                params, response = agreed
-                deflate = PerMessageDeflate(params, level=s.deflate_level)
-                headers.append(("Sec-WebSocket-Extensions", response))
-        protocol = self._select_protocol()
-        if protocol:
-            headers.append(("Sec-WebSocket-Protocol", protocol))
-        return headers, deflate
-
-    def _select_protocol(self) -> str | None:
-        """gevent-websocket's hook: `application.app_protocol(path)` names the subprotocol."""
-        offered = self.environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
-        chooser = getattr(self.application, "app_protocol", None)
-        if not offered or chooser is None:
-            return None
-        wanted = chooser(self.environ["PATH_INFO"])
-        offers = [p.strip() for p in offered.split(",")]
-        return wanted if wanted in offers else None
 
     def _take_buffered_input(self) -> bytes:
         """Take bytes pywsgi already buffered past the headers, then drop its reader.
@@ -353,21 +245,13 @@ class WebSocketHandler(_StockHandler):
         self.rfile = _EMPTY_INPUT
         return data
 
-    def _respond(self, status: str, headers: list, body: bytes) -> None:
-        """Send a plain HTTP response and close (handshake refusals)."""
-        names = {k.lower() for k, _ in headers}
-        headers = list(headers)
-        if "content-type" not in names:
-            headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-        headers.append(("Content-Length", str(len(body))))
-        headers.append(("Connection", "close"))
-        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    def _respond(self, status: str, response: bytes) -> None:
+        """Send a plain HTTP response (a refusal) and close."""
         self.status = status
         self.code = int(status.split()[0])
         self.headers_sent = True
         try:
-            self.socket.sendall(head.encode("latin-1") + body)
+            self.socket.sendall(response)
         except OSError:
             pass
 
@@ -385,6 +269,12 @@ class WebSocketHandler(_StockHandler):
         if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
             return
         WSGIHandler.log_request(self)
+
+
+def request_headers(environ: dict) -> dict[str, str]:
+    """The request's headers from a WSGI environ, by lower-case name (for the handshake)."""
+    return {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
+            if key[:5] == "HTTP_"}
 
 
 def call_app(app: Callable, environ: dict, start_response: Callable) -> Any:
@@ -431,9 +321,11 @@ class _RouteAnswer:
         return _ignore_body
 
     @property
-    def success(self) -> bool:
-        """A route that answered 1xx/2xx (or nothing) accepted the WebSocket."""
-        return self.status is None or self.status[:1] in ("1", "2")
+    def refused_with(self) -> str | None:
+        """The status of an answer other than 1xx/2xx: the route refused the WebSocket (a
+        route that answered 1xx/2xx, or nothing, accepted it)."""
+        status = self.status
+        return None if status is None or status[:1] in ("1", "2") else status
 
 
 def _ignore_body(data: bytes) -> None:

@@ -14,8 +14,9 @@ connection negotiated deflate and the message is worth it).
 from __future__ import annotations
 
 import codecs
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AnyStr
 
+from wsapp.websocket.exceptions import ProtocolError
 from wsapp.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
@@ -25,7 +26,7 @@ from wsapp.websocket.frames import (
     OP_CONT,
     OP_PING,
     OP_TEXT,
-    ProtocolError,
+    Header,
     apply_mask,
     build_header,
     parse_close_payload,
@@ -66,13 +67,13 @@ class Receiver:
         self._max_fragments = max_fragments
         self._deflate = deflate
         self._mask_required = mask_required
-        self._head = None  # header of the data frame whose payload is arriving
+        self._head: Header | None = None  # header of the data frame whose payload is arriving
         self._done = 0  # payload bytes of that frame already consumed
         self._message_op = 0  # OP_TEXT/OP_BINARY while a fragmented message is open
         self._fragments = 0
         self._size = 0  # bytes of the open message so far (after decompression)
         self._parts: list | None = None  # the pieces so far of a message still arriving
-        self._decoder = None
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
 
@@ -81,7 +82,7 @@ class Receiver:
         """Bytes held but not yet turned into events (for tests and memory accounting)."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Event]:
+    def feed(self, data: bytes | memoryview) -> list[Event]:
         """Consume `data`; return the events it completes, in order.
 
         A violation ends the list with (EV_ERROR, ProtocolError) so that the messages that
@@ -137,11 +138,12 @@ class Receiver:
                             if stop > pos + 6 else b""
                         if b0 == 0x81:
                             try:
-                                payload = payload.decode("utf-8")
+                                events.append((EV_MESSAGE, payload.decode("utf-8")))
                             except UnicodeDecodeError:
                                 raise ProtocolError(CLOSE_INVALID_DATA,
                                                     "text is not valid UTF-8") from None
-                        events.append((EV_MESSAGE, payload))
+                        else:
+                            events.append((EV_MESSAGE, payload))
                         pos = stop
                         continue
             head = self._head
@@ -169,12 +171,12 @@ class Receiver:
                     if end - pos < head.length:
                         pos -= head.size
                         break
-                    payload = view[pos:pos + head.length]
+                    raw = view[pos:pos + head.length]
                     pos += head.length
                     if head.mask is not None:
-                        payload = apply_mask(payload, head.mask)
+                        payload = apply_mask(raw, head.mask)
                     else:
-                        payload = bytes(payload)
+                        payload = bytes(raw)
                     event = self._control(head.opcode, payload)
                     events.append(event)
                     if self.closed:
@@ -214,7 +216,7 @@ class Receiver:
             return EV_CLOSE, parse_close_payload(payload)
         return (EV_PING if opcode == OP_PING else EV_PONG), payload
 
-    def _start_data_frame(self, head) -> None:
+    def _start_data_frame(self, head: Header) -> None:
         """Check a data frame's header against the fragmentation state (RFC 6455 §5.4)."""
         if head.opcode == OP_CONT:
             if not self._message_op:
@@ -233,9 +235,9 @@ class Receiver:
             self._size = 0
             self._compressed = head.rsv1
 
-    def _data(self, chunk: bytes, last: bool):
+    def _data(self, chunk: bytes, last: bool) -> str | bytes | None:
         """Add one piece of a data message; return the message when `last`, else None."""
-        if self._compressed:
+        if self._compressed and self._deflate is not None:
             # zlib inflates as a stream, so partial frames go in as they come; the budget
             # caps the output, so a compression bomb stops at the limit.
             chunk = self._deflate.decompress(chunk, final=last,
@@ -258,7 +260,7 @@ class Receiver:
             return self._collect(text, last, "")
         return self._collect(chunk, last, b"")
 
-    def _collect(self, piece, last: bool, empty):
+    def _collect(self, piece: AnyStr, last: bool, empty: AnyStr) -> AnyStr | None:
         """Keep `piece` of the open message; on the last one, return the whole message."""
         if not last:
             if piece:

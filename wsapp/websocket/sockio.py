@@ -10,7 +10,7 @@ Sockets with a timeout, or that are not gevent's, take gevent's ordinary path.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, cast
 
 from gevent import getcurrent
 from gevent.exceptions import ConcurrentObjectUseError, InvalidSwitchError
@@ -40,7 +40,7 @@ def read(sock: socket.socket) -> memoryview | bytes:
             return _READ_VIEW[:raw.recv_into(_READ_BUFFER)]
         except BlockingIOError:
             pass
-        _wait(sock.hub, watcher)
+        _wait(cast(Any, sock).hub, watcher)  # a gevent socket (it has a watcher)
 
 
 def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -> None:
@@ -52,7 +52,7 @@ def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -
     raw = getattr(sock, "_sock", None)
     watcher = getattr(sock, "_write_event", None)
     if watcher is None or raw is None or sock.timeout is not None:
-        sock.sendall(data + tail if tail else data)
+        sock.sendall(bytes(data) + tail if tail else data)
         return
     sent = _send_now(raw, data, tail)
     head = len(data)
