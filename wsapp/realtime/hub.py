@@ -32,12 +32,12 @@ from typing import Any
 
 import gevent
 
-from wsapp.config import Settings
 from wsapp.realtime.client import Client
 from wsapp.realtime.engines import Engines
 from wsapp.realtime.engines.base import SUPPRESSED, Broker, Presence, Store
 from wsapp.realtime.limits import parse_quotas
 from wsapp.realtime.messages import dumps, envelope_offset, message_raw
+from wsapp.realtime.options import RealtimeOptions
 from wsapp.realtime.pipeline import Pipeline, now_ms
 from wsapp.realtime.recovery import Recovery
 from wsapp.websocket.connection import TRAFFIC, WebSocket
@@ -54,7 +54,7 @@ STATS_LEASE = 3.0
 class Hub(Recovery):
     """Registry and fan-out for one process."""
 
-    def __init__(self, settings: Settings, store: Store | None = None,
+    def __init__(self, settings: RealtimeOptions, store: Store | None = None,
                  broker: Broker | None = None, presence: Presence | None = None) -> None:
         self.settings = settings
         self.quotas = parse_quotas(settings.quota)

@@ -34,7 +34,7 @@ from wsapp.realtime.messages import envelope_offset, message
 from wsapp.realtime.pipeline import Pipeline, now_ms
 
 if TYPE_CHECKING:
-    from wsapp.config import Settings
+    from wsapp.realtime.options import RealtimeOptions
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Recovery:
     """Replay, pending messages and catch-up, for the Hub."""
 
     # What the hub provides.
-    settings: Settings
+    settings: RealtimeOptions
     _replays: int
     _holds: dict[str, list[str]]
     _delivered: dict[str, int]
