@@ -28,4 +28,9 @@ if ((${#need[@]})); then
 fi
 
 python3 -m ruff check .
+# The architecture's contracts: imports point down the layers, no cycles (pyproject.toml),
+# and every engine provably implements its protocol (mypy on the WebSocket layer and engines).
+PYTHONPATH=. python3 -c 'from importlinter.cli import lint_imports_command; lint_imports_command()' \
+  --no-cache
+python3 -m mypy wsapp/websocket wsapp/realtime/engines
 python3 -m pytest "$@"
