@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVE = ROOT / "serve.py"
 CLIENT = ROOT / "bench" / "client.py"
 HOST = "127.0.0.1"
-SECRET = "bench-secret"
+SECRET = "bench-secret-of-at-least-32-bytes-long"
 NOFILE = 20000
 
 
@@ -393,9 +393,9 @@ def fleet_main(args: argparse.Namespace) -> None:
     signer = None
     if args.users:
         sys.path.insert(0, str(ROOT))
-        from wsapp.realtime.auth import TokenSigner
+        from wsapp.realtime.auth import Tokens
 
-        signer = TokenSigner(SECRET.encode())
+        signer = Tokens(secret=SECRET.encode())
     sel = selectors.DefaultSelector()
     conns: list[Conn] = []
     live = failed = 0

@@ -229,7 +229,7 @@ def test_workers_rerun_the_entry_the_master_was_started_with(full_venv, redis_se
     port = free_port()
     with full_venv.serving(
             [full_venv.python, *command, "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "2", "--broker", redis_server.url(f"pkg-{entry}"), "--secret", "s",
+             "--workers", "2", "--broker", redis_server.url(f"pkg-{entry}"), "--secret", "s" * 32,
              "--data-dir", str(full_venv.base / "data")], port, name=f"workers-{entry}") as proc:
         for pid in wait_children(proc.pid, 2):
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -247,9 +247,12 @@ def test_the_documented_gunicorn_line_runs_after_installing_its_extras(full_venv
     port = free_port()
     url = redis_server.url("pkg-gunicorn")
     with full_venv.serving(
+            # gunicorn 27's control socket sits at one path per user: tests running beside
+            # each other must not share it.
             [str(full_venv.bin / "gunicorn"), "-k", "wsapp.gunicorn.Worker", "-w", "2",
-             "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", line.group(1)], port,
-            env={"WSAPP_BROKER": url, "WSAPP_STORE": url, "WSAPP_SECRET": "s",
+             "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", "--no-control-socket",
+             line.group(1)], port,
+            env={"WSAPP_BROKER": url, "WSAPP_STORE": url, "WSAPP_SECRET": "s" * 32,
                  "WSAPP_API_KEY": "k", "WSAPP_DATA_DIR": str(full_venv.base / "gdata")},
             name="gunicorn"):
         get(port, "/tasks")

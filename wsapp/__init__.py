@@ -17,10 +17,12 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Settings", "WebSocketHandler", "create_app"]
+__all__ = ["Realtime", "Reject", "Settings", "WebSocketHandler", "create_app"]
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "Realtime": "wsapp.realtime.ext",
+    "Reject": "wsapp.realtime.exceptions",
     "Settings": "wsapp.config",
     "WebSocketHandler": "wsapp.websocket.handler",
     "create_app": "wsapp.app",
@@ -29,6 +31,8 @@ _PUBLIC = {
 if TYPE_CHECKING:
     from wsapp.app import create_app
     from wsapp.config import Settings
+    from wsapp.realtime.exceptions import Reject
+    from wsapp.realtime.ext import Realtime
     from wsapp.websocket.handler import WebSocketHandler
 
 

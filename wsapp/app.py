@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from flask import Flask
 
-from wsapp.config import Settings, from_env
+from wsapp.config import Settings, env_name, from_env
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -23,13 +24,15 @@ def template_folder() -> Path:
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """The Flask app with every wsapp blueprint; `settings` default to WSAPP_* env vars."""
+    """The server's app: Flask + Realtime(app) + the demo. `settings` default to WSAPP_*
+    environment variables; they reach the extension as app.config["WSAPP_*"], like any
+    app's."""
     settings = settings or from_env()
     app = Flask("wsapp", template_folder=str(template_folder()),
                 static_folder=str(_PACKAGE / "demo" / "static"))
-    app.config["WSAPP"] = settings
-    from wsapp import demo, realtime
+    app.config.update({env_name(f.name): getattr(settings, f.name) for f in fields(settings)})
+    from wsapp import demo
+    from wsapp.realtime.ext import Realtime
 
-    realtime.register(app)
-    demo.register(app)
+    demo.register(app, Realtime(app))
     return app

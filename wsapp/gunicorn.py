@@ -8,7 +8,7 @@ permessage-deflate, limits) and wsapp's shutdown: on SIGTERM the worker stops ac
 closes every WebSocket with 1001 "server shutting down" within `shutdown_timeout`, instead of
 letting long-lived sockets hold it until gunicorn's graceful timeout kills them.
 
-Settings are the app's (`app.config["WSAPP"]` of a wsapp Flask app), else WSAPP_* variables.
+Settings are the app's WSAPP_* config when it has wsapp's Realtime, else WSAPP_* variables.
 Several workers are several processes: give them a shared broker and store
 (WSAPP_BROKER=redis://…, WSAPP_STORE=redis://…) and a shared WSAPP_SECRET. gunicorn caps each
 worker at `--worker-connections` (1000 by default): raise it for WebSockets.
@@ -22,8 +22,10 @@ import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from wsapp.config import Settings, from_env
+from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.options import from_mapping
 from wsapp.websocket.tracker import ConnectionTracker
 
 
@@ -44,10 +46,11 @@ class Handler(WebSocketHandler):
 
 
 def settings_of(app: Any) -> Settings:
-    """The wsapp Settings of a WSGI app (a wsapp Flask app's own), else from WSAPP_* vars."""
-    config = getattr(app, "config", None)
-    settings = config.get("WSAPP") if isinstance(config, dict) else None
-    return settings if isinstance(settings, Settings) else from_env()
+    """The settings of a Flask app with wsapp's Realtime (its WSAPP_* config), else of any
+    WSGI app from the WSAPP_* environment variables."""
+    if realtime_of(app) is not None:
+        return from_mapping(Settings, app.config)
+    return from_env()
 
 
 class Worker(GeventPyWSGIWorker):
@@ -58,9 +61,10 @@ class Worker(GeventPyWSGIWorker):
     def run(self) -> None:
         settings = settings_of(self.wsgi)
         tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
-        extensions = getattr(self.wsgi, "extensions", None)
-        if extensions is not None:  # /metrics counts every route's connections
-            extensions["wsapp.websocket.tracker"] = tracker
+        realtime = realtime_of(self.wsgi)
+        if realtime is not None:  # /metrics counts every route's connections
+            realtime.tracker = tracker
+            realtime.start()  # a bad or unreachable engine shows at start
 
         class Server(PyWSGIServer):
             """The pywsgi server carrying what wsapp's handler reads from it."""

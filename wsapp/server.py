@@ -15,6 +15,7 @@ from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
+from wsapp.realtime.state import EXTENSION, AppState
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
 from wsapp.websocket.tracker import ConnectionTracker
@@ -64,10 +65,16 @@ def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
     )
     server.settings = settings
     server.tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
-    extensions = getattr(app, "extensions", None)
-    if extensions is not None:  # a Flask app: let /metrics see every route's connections
-        extensions["wsapp.websocket.tracker"] = server.tracker
+    realtime = realtime_of(app)
+    if realtime is not None:  # /metrics counts every route's connections
+        realtime.tracker = server.tracker
     return server
+
+
+def realtime_of(app: object) -> AppState | None:
+    """The real-time state of a Flask app with wsapp's Realtime (None for any other app)."""
+    extensions = getattr(app, "extensions", None)
+    return extensions.get(EXTENSION) if isinstance(extensions, dict) else None
 
 
 def shutdown(server: WSGIServer, timeout: float) -> None:
@@ -90,6 +97,9 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
 
     handlers = [gevent.signal_handler(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
     server.start()
+    realtime = realtime_of(server.application)
+    if realtime is not None:  # open the engines now: a bad or unreachable one shows at start
+        realtime.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
     try:

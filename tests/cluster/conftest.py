@@ -18,7 +18,7 @@ from realtime.helpers import RealtimeServer
 from redisproc import RedisServer
 
 API_KEY = "cluster-key"
-SECRET = "cluster-secret"  # every process must verify every other's tokens
+SECRET = "cluster-secret-that-is-32-bytes-long!"  # every process verifies every token
 _prefixes = itertools.count(1)
 
 

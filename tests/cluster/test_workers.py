@@ -35,7 +35,7 @@ def test_workers_refuse_a_sqlite_store(tmp_path, redis_server):
 
 def test_workers_share_one_port_restart_after_a_crash_and_stop_gracefully(cluster):
     # --store left unset: the workers use the broker's Redis for it
-    server = cluster.add("--workers", "2", "--broker", cluster.url, "--secret", "s",
+    server = cluster.add("--workers", "2", "--broker", cluster.url, "--secret", "s" * 32,
                          "--log-level", "INFO", "--ping-interval", "60", plain=True)
     master = server.proc.pid
     first = wait_children(master, 2)

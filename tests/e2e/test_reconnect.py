@@ -22,7 +22,7 @@ def live(page, timeout: float = 10_000) -> None:
 def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browsers, shot) -> None:
     # The restarted server signs with another secret, so the old tokens are refused (4401)
     # and the client must mint new ones on its own, too.
-    own_server.start("--secret", "before-the-crash")
+    own_server.start("--secret", "before-the-crash-" * 3)
     tag = secrets.token_hex(3)
     room = f"crash-{tag}"
     chat = browsers.page(own_server.base + "/chat")
@@ -44,7 +44,7 @@ def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browse
     own_server.kill()
     for page in (chat, watcher, echo):
         expect(page.locator("#conn-state")).to_have_attribute("data-state", "reconnecting")
-    own_server.start("--secret", "after-the-crash")
+    own_server.start("--secret", "after-the-crash-" * 3)
     for page in (chat, watcher, echo):
         live(page, timeout=20_000)
         states = page.evaluate("window.__states")

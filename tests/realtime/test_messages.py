@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from wsapp.realtime.messages import RequestError, check_channel, error, message, ok, parse_request
+from wsapp.realtime.messages import RequestError, error, message, ok, parse_request
+from wsapp.realtime.policy import check_channel
 
 
 @pytest.mark.parametrize("text,code", [
@@ -23,6 +24,13 @@ from wsapp.realtime.messages import RequestError, check_channel, error, message,
     ('{"op":"subscribe","channel":"room:a b"}', "bad_channel"),
     ('{"op":"ack"}', "bad_request"),
     ('{"op":"ping","id":{"a":1}}', "bad_request"),
+    ('{"op":"subscribe","channel":"room:a\\n"}', "bad_channel"),
+    ('{"op":"subscribe","channel":"Room:a"}', "bad_channel"),
+    ('{"op":"publish","channel":"room:a","data":NaN}', "bad_json"),
+    ('{"op":"publish","channel":"room:a","data":[Infinity]}', "bad_json"),
+    ('{"op":"rpc"}', "bad_request"),
+    ('{"op":"publish","channel":"room:a","data":"\\ud800"}', "bad_json"),
+    ('{"op":"publish","channel":"room:a","data":"\\udfffx"}', "bad_json"),
     ("[" * 100000, "bad_json"),
 ])
 def test_rejections_name_the_problem(text, code):
@@ -37,6 +45,11 @@ def test_request_id_is_kept_on_errors():
     assert exc.value.request_id == 7
 
 
+def test_surrogate_pairs_are_text():
+    req = parse_request('{"op":"publish","channel":"room:a","data":"\\ud83d\\ude00"}')
+    assert req["data"] == "\U0001F600"
+
+
 def test_valid_requests():
     req = parse_request('{"op":"publish","channel":"room:x","data":{"a":[1]},"id":"r1"}')
     assert req["data"] == {"a": [1]} and req["id"] == "r1"
@@ -44,12 +57,14 @@ def test_valid_requests():
     assert parse_request('{"op":"ping","t":1}')["op"] == "ping"
 
 
-def test_channel_kinds():
+def test_channel_namespaces():
     assert check_channel("room:a") == "room"
     assert check_channel("sys:dashboard") == "sys"
     assert check_channel("user:bob") == "user"
-    with pytest.raises(RequestError):
-        check_channel("room:" + "x" * 124)
+    assert check_channel("chat-2:general") == "chat-2"  # the app's own namespaces
+    for bad in ("room:" + "x" * 124, "room:a\n", "\nroom:a", "room", 5, None):
+        with pytest.raises(RequestError):
+            check_channel(bad)
 
 
 def test_envelopes_are_compact_json():

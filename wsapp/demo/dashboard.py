@@ -1,6 +1,6 @@
 """The dashboard publisher: once a second, the hub's figures go to `sys:dashboard`.
 
-One greenlet per app, started by the demo blueprint on the app's first request. It holds the
+One greenlet per app, started by the first subscription to sys:dashboard. It holds the
 app only weakly, so an app that is dropped takes its publisher with it. With a Redis broker
 every process shares its counters and one of them (elected by the hub's cluster_stats)
 publishes the sums, so subscribers see one tick a second with the cluster's figures.
@@ -17,9 +17,10 @@ from typing import Any
 import gevent
 from flask import Flask
 
+from wsapp.realtime.ext import Realtime
+
 CHANNEL = "sys:dashboard"
 HISTORY = 60  # seconds of messages/s kept for the sparkline
-EXTENSION = "wsapp.demo.dashboard"
 
 log = logging.getLogger("wsapp.demo.dashboard")
 
@@ -66,7 +67,7 @@ def snapshot(stats: dict[str, Any], rates: dict[str, float], history: list[float
     }
 
 
-def _run(app_ref: weakref.ref, interval: float) -> None:
+def _run(app_ref: weakref.ref, rt: Realtime, interval: float) -> None:
     rates = Rates()
     failures = 0
     while True:
@@ -76,15 +77,14 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
         if app is None:
             return
         try:
-            from wsapp.realtime.hub import get_hub
-
-            hub = get_hub(app)
-            stats = hub.cluster_stats()  # several processes: one publishes everyone's figures
-            if stats is None:
-                continue
-            r = rates.update(stats, time.monotonic())
-            hub.publish(CHANNEL, snapshot(stats, r, list(rates.history), int(time.time() * 1000)),
-                        persist=False)  # a live figure: nobody replays yesterday's ticks
+            with app.app_context():
+                stats = rt.cluster_stats()  # several processes: one publishes the sums
+                if stats is None:
+                    continue
+                r = rates.update(stats, time.monotonic())
+                rt.publish(CHANNEL, snapshot(stats, r, list(rates.history),
+                                             int(time.time() * 1000)),
+                           persist=False)  # a live figure: nobody replays yesterday's ticks
             failures = 0
         except Exception:
             # Keep publishing through transient faults, but do not flood the log.
@@ -94,11 +94,21 @@ def _run(app_ref: weakref.ref, interval: float) -> None:
         del app
 
 
-def start(app: Flask, interval: float = 1.0) -> gevent.Greenlet:
+def attach(app: Flask, rt: Realtime, interval: float = 1.0) -> None:
+    """Publish the figures from the first subscription to sys:dashboard on (no greenlet
+    until someone watches)."""
+
+    @rt.on_subscribe(CHANNEL)
+    def _start_publishing(user: str | None, channel: str) -> bool:
+        start(app, rt, interval)
+        return True
+
+
+def start(app: Flask, rt: Realtime, interval: float = 1.0) -> gevent.Greenlet:
     """Start the app's publisher once; later calls return the running greenlet."""
-    running = app.extensions.get(EXTENSION)
+    demo = app.extensions["wsapp.demo"]
+    running = demo.get("dashboard")
     if running is not None and not running.dead:
         return running
-    greenlet = gevent.spawn(_run, weakref.ref(app), interval)
-    app.extensions[EXTENSION] = greenlet
+    greenlet = demo["dashboard"] = gevent.spawn(_run, weakref.ref(app), rt, interval)
     return greenlet

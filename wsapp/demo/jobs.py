@@ -19,22 +19,17 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from wsapp.demo import dashboard
+from wsapp.demo import demo_rt
 from wsapp.demo.tasks import TaskError, TaskRunner
+from wsapp.realtime.auth import TokenError
 
 bp = Blueprint("demo", __name__)
 
-RUNNER = "wsapp.demo.tasks"
-
-
-@bp.before_app_request
-def _start_publishers() -> None:
-    dashboard.start(current_app._get_current_object())
 
 
 def _demo_mode() -> bool:
     """True when the server has no API key, so anyone may mint tokens."""
-    return not current_app.config["WSAPP"].api_key
+    return not current_app.config["WSAPP_API_KEY"]
 
 
 def _caller() -> str | None:
@@ -45,24 +40,20 @@ def _caller() -> str | None:
         if _demo_mode():
             return None
         raise TaskError(401, "a user token is required (Authorization: Bearer <token>)")
-    from wsapp.realtime.api import get_signer
-
     try:
-        return get_signer(current_app).verify(token)
-    except ValueError as exc:
+        return demo_rt(current_app).identify(token).user
+    except TokenError as exc:
         raise TaskError(401, f"unauthorized: {exc}") from None
 
 
 def runner(app: Flask) -> TaskRunner:
     """The app's job runner, created on first use."""
-    tasks = app.extensions.get(RUNNER)
+    demo = app.extensions["wsapp.demo"]
+    tasks = demo.get("tasks")
     if tasks is None:
-        from wsapp.realtime.hub import get_hub
-
-        hub = get_hub(app)
+        rt = demo_rt(app)
         # Each step carries the job's whole state and reloads refetch it: nothing to store.
-        tasks = app.extensions[RUNNER] = TaskRunner(
-            lambda ch, data: hub.publish(ch, data, persist=False))
+        tasks = demo["tasks"] = TaskRunner(lambda ch, data: rt.publish(ch, data, persist=False))
     return tasks
 
 

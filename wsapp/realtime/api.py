@@ -1,32 +1,31 @@
-"""HTTP API (docs/api.md): tokens, publish, push, history, push records, presence.
+"""The HTTP API (docs/api.md), under WSAPP_URL_PREFIX + /api: tokens, publish, push, history,
+push records, presence, revocation.
 
-Every /api error is JSON `{"error": code, "reason": text}` with the fitting status.
+Every error is JSON `{"error": code, "reason": text}` with the fitting status, unknown paths
+under /api included (a catch-all route of this blueprint: nothing app-wide is registered).
+Everything but /config and /tokens needs the API key, unless the server is in demo mode.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from wsapp.realtime.auth import USER_RE, TokenSigner, api_key_ok, load_secret
+from wsapp.realtime.auth import api_key_ok, valid_user
 from wsapp.realtime.engines.base import STATUSES
-from wsapp.realtime.hub import get_hub
-from wsapp.realtime.messages import RequestError, check_channel, dumps
+from wsapp.realtime.exceptions import RequestError
+from wsapp.realtime.messages import dumps, loads
 from wsapp.realtime.pipeline import now_ms
+from wsapp.realtime.policy import check_channel
+from wsapp.realtime.state import AppState, state_of
 
-bp = Blueprint("api", __name__, url_prefix="/api")
+bp = Blueprint("wsapp_api", __name__)
 
-
-def get_signer(app: Flask) -> TokenSigner:
-    """The app's token signer (secret loaded or generated on first use)."""
-    signer = app.extensions.get("wsapp.signer")
-    if signer is None:
-        s = app.config["WSAPP"]
-        signer = app.extensions["wsapp.signer"] = TokenSigner(
-            load_secret(s.secret, s.data_dir), s.token_ttl)
-    return signer
+PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token")  # the key is checked inside mint_token
+MAX_TTL = 30 * 86400.0  # the longest token or push ttl the API takes
 
 
 def api_error(status: int, code: str, reason: str) -> tuple[Response, int]:
@@ -34,26 +33,48 @@ def api_error(status: int, code: str, reason: str) -> tuple[Response, int]:
     return jsonify(error=code, reason=reason), status
 
 
-def require_key() -> tuple[Response, int] | None:
+def require_key(state: AppState) -> tuple[Response, int] | None:
     """401 unless the request carries the API key (always passes in demo mode)."""
-    if api_key_ok(current_app.config["WSAPP"].api_key, request.headers.get("Authorization")):
+    if api_key_ok(state.settings.api_key, request.headers.get("Authorization")):
         return None
     return api_error(401, "unauthorized", "send Authorization: Bearer <WSAPP_API_KEY>")
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object, or a RequestError naming what is wrong."""
-    body = request.get_json(silent=True)
+    """The request's JSON object (strict: no NaN or Infinity), or a RequestError.
+
+    Read from the stream with a bound, chunked bodies too: a declared Content-Length over the
+    limit is refused before this (_guard), and a body that runs past it is refused here
+    without being read whole.
+    """
+    if not request.is_json:
+        raise RequestError("bad_json", "send a JSON object with Content-Type: "
+                           "application/json")
+    limit = body_limit(state_of())
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise RequestError("too_large", f"request body over {limit} bytes")
+    try:
+        body = loads(raw)
+    except (ValueError, RecursionError):
+        raise RequestError("bad_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise RequestError("bad_json", "body must be a JSON object "
-                           "(Content-Type: application/json)")
+        raise RequestError("bad_json", "the body must be a JSON object")
     return body
+
+
+def body_limit(state: AppState) -> int:
+    """The largest request body: a publish's data limit plus room for the other fields."""
+    return state.settings.max_publish_size + 4096
+
+
+STATUS = {"unavailable": 503, "too_large": 413}  # by error code; the others are 400
 
 
 @bp.errorhandler(RequestError)
 def on_request_error(exc: RequestError) -> tuple[Response, int]:
     # `unavailable`: the store (Redis) is down, not the request's fault; retry later.
-    return api_error(503 if exc.code == "unavailable" else 400, exc.code, exc.reason)
+    return api_error(STATUS.get(exc.code, 400), exc.code, exc.reason)
 
 
 @bp.errorhandler(HTTPException)
@@ -62,27 +83,32 @@ def on_http_error(exc: HTTPException) -> tuple[Response, int]:
     return api_error(exc.code or 500, code, exc.description or code)
 
 
-@bp.app_errorhandler(404)
-def on_not_found(exc: HTTPException) -> Any:
-    # Unmatched URLs never reach a blueprint's own handlers: answer /api/* in JSON here.
-    if request.path.startswith("/api/"):
-        return api_error(404, "not_found", f"no API endpoint {request.method} {request.path}")
-    return exc
+@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def not_found(rest: str) -> tuple[Response, int]:
+    """Unknown paths under /api answer in JSON too."""
+    return api_error(404, "not_found", f"no API endpoint {request.method} {request.path}")
 
 
 @bp.before_request
 def _guard() -> tuple[Response, int] | None:
     """The key check for everything but the public endpoints; a body size cap."""
-    settings = current_app.config["WSAPP"]
-    limit = settings.max_publish_size + 4096
+    state = state_of()
+    limit = body_limit(state)
     if request.content_length is not None and request.content_length > limit:
         return api_error(413, "too_large", f"request body over {limit} bytes")
-    if request.endpoint in ("api.config", "api.mint_token"):
+    if request.endpoint in PUBLIC:
         return None
-    return require_key()
+    return require_key(state)
 
 
-def _field(body: dict, name: str, kind: type | tuple, required: bool = True) -> Any:
+@bp.after_request
+def _nosniff(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
+           required: bool = True) -> Any:
     value = body.get(name)
     if value is None:
         if required:
@@ -94,46 +120,57 @@ def _field(body: dict, name: str, kind: type | tuple, required: bool = True) -> 
     return value
 
 
-def _data_size_ok(data: Any) -> tuple[Response, int] | None:
-    size = len(dumps(data).encode("utf-8"))
-    limit = current_app.config["WSAPP"].max_publish_size
+def _seconds(body: dict[str, Any], name: str) -> float | None:
+    """An optional duration: a finite number of seconds, 0 < value <= 30 days."""
+    value = _field(body, name, (int, float), required=False)
+    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_TTL):
+        raise RequestError("bad_request", f"'{name}' must be seconds, more than 0 and at "
+                           "most 30 days")
+    return value
+
+
+def _data(state: AppState, body: dict[str, Any]) -> Any:
+    if "data" not in body:
+        raise RequestError("bad_request", "missing field 'data'")
+    size = len(dumps(body["data"]).encode("utf-8", "surrogatepass"))
+    limit = state.settings.max_publish_size
     if size > limit:
-        return api_error(413, "too_large", f"data is {size} bytes; the limit is {limit}")
-    return None
+        raise RequestError("too_large", f"data is {size} bytes; the limit is {limit}")
+    return body["data"]
 
 
 @bp.route("/publish", methods=["POST"])
 def publish() -> Any:
     """`{"channel", "data"}` → `{"msg", "offset"}`: delivered to every subscriber."""
+    state = state_of()
     body = json_body()
-    channel = _field(body, "channel", str)
-    check_channel(channel)
-    if "data" not in body:
-        raise RequestError("bad_request", "missing field 'data'")
-    too_big = _data_size_ok(body["data"])
-    if too_big:
-        return too_big
-    return jsonify(channel=channel, **get_hub(current_app).publish(channel, body["data"]))
+    channel = _channel(body)
+    data = _data(state, body)
+    return jsonify(channel=channel, **state.hub.publish(channel, data))
 
 
 @bp.route("/push", methods=["POST"])
 def push() -> Any:
     """`{"user", "data", "category"?, "ttl"?}` → delivered / stored / suppressed (429)."""
+    state = state_of()
     body = json_body()
-    user = _field(body, "user", str)
-    if not USER_RE.match(user):
-        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
-    if "data" not in body:
-        raise RequestError("bad_request", "missing field 'data'")
+    user = _user(body)
     category = _field(body, "category", str, required=False)
-    ttl = _field(body, "ttl", (int, float), required=False)
-    if ttl is not None and ttl <= 0:
-        raise RequestError("bad_request", "'ttl' must be > 0 seconds")
-    too_big = _data_size_ok(body["data"])
-    if too_big:
-        return too_big
-    result = get_hub(current_app).push(user, body["data"], category, ttl)
+    ttl = _seconds(body, "ttl")
+    data = _data(state, body)
+    result = state.hub.push(user, data, category, ttl)
     return jsonify(user=user, **result), 429 if result["status"] == "suppressed" else 200
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise RequestError("bad_request", f"'{name}' must be an integer") from None
+    if not low <= value <= high:
+        raise RequestError("bad_request", f"'{name}' must be {low}..{high}")
+    return value
 
 
 @bp.route("/history")
@@ -141,15 +178,9 @@ def history() -> Any:
     """`?channel=…&since=…&limit=…` → stored messages after `since`, oldest first."""
     channel = request.args.get("channel", "")
     check_channel(channel)
-    try:
-        since = int(request.args.get("since", 0))
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        raise RequestError("bad_request", "'since' and 'limit' must be integers") from None
-    if since < 0 or not 1 <= limit <= 1000:
-        raise RequestError("bad_request", "'since' must be >= 0 and 'limit' 1..1000")
-    result = get_hub(current_app).store.history(channel, since, limit)
-    return jsonify(channel=channel, **result)
+    since = _int_arg("since", 0, 0, 2**62)
+    limit = _int_arg("limit", 100, 1, 1000)
+    return jsonify(channel=channel, **state_of().hub.store.history(channel, since, limit))
 
 
 @bp.route("/users/<user>/messages")
@@ -158,29 +189,93 @@ def user_messages(user: str) -> Any:
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise RequestError("bad_request", f"'status' must be one of {', '.join(STATUSES)}")
-    try:
-        limit = int(request.args.get("limit", 100))
-    except ValueError:
-        raise RequestError("bad_request", "'limit' must be an integer") from None
-    if not 1 <= limit <= 1000:
-        raise RequestError("bad_request", "'limit' must be 1..1000")
-    records = get_hub(current_app).store.records(user, status, limit, now_ms())
+    limit = _int_arg("limit", 100, 1, 1000)
+    records = state_of().hub.store.records(user, status, limit, now_ms())
     return jsonify(user=user, messages=records)
+
+
+@bp.route("/users/<user>/revoke", methods=["POST"])
+def revoke(user: str) -> Any:
+    """Refuse every token the user holds now and close their connections (4401)."""
+    if not valid_user(user):
+        raise RequestError("bad_request", "not a user id")
+    state_of().rt.revoke_tokens(user)
+    return jsonify(user=user, revoked=True)
+
+
+def _user(body: dict[str, Any]) -> str:
+    user = _field(body, "user", str)
+    if not valid_user(user):
+        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    return user
+
+
+def _channel(body: dict[str, Any]) -> str:
+    channel = _field(body, "channel", str)
+    check_channel(channel)
+    return channel
+
+
+def _reason(body: dict[str, Any]) -> str:
+    reason = _field(body, "reason", str, required=False) or ""
+    if len(reason.encode("utf-8", "surrogatepass")) > 100:
+        raise RequestError("bad_request", "'reason' must be at most 100 bytes")
+    return reason
+
+
+# Server-side operations on connections: they reach the user's connections on every process.
+
+@bp.route("/subscribe", methods=["POST"])
+def subscribe() -> Any:
+    """`{"user", "channel"}`: subscribe every connection of the user to the channel."""
+    body = json_body()
+    user, channel = _user(body), _channel(body)
+    state_of().rt.subscribe(user, channel)
+    return jsonify(user=user, channel=channel)
+
+
+@bp.route("/unsubscribe", methods=["POST"])
+def unsubscribe() -> Any:
+    """`{"user", "channel", "reason"?}`: unsubscribe every connection of the user."""
+    body = json_body()
+    user, channel = _user(body), _channel(body)
+    state_of().rt.unsubscribe(user, channel, _reason(body))
+    return jsonify(user=user, channel=channel)
+
+
+@bp.route("/close_channel", methods=["POST"])
+def close_channel() -> Any:
+    """`{"channel", "reason"?}`: unsubscribe everybody from the channel."""
+    body = json_body()
+    channel = _channel(body)
+    state_of().rt.close_channel(channel, _reason(body))
+    return jsonify(channel=channel)
+
+
+@bp.route("/disconnect", methods=["POST"])
+def disconnect() -> Any:
+    """`{"user", "code"?, "reason"?}`: close every connection of the user (code 4000-4999)."""
+    body = json_body()
+    user = _user(body)
+    code = _field(body, "code", int, required=False) or 4000
+    if not 4000 <= code <= 4999:
+        raise RequestError("bad_request", "'code' must be an application close code, "
+                           "4000..4999")
+    state_of().rt.disconnect(user, code, _reason(body))
+    return jsonify(user=user, code=code)
 
 
 @bp.route("/tokens", methods=["POST"])
 def mint_token() -> Any:
-    """`{"user": id}` → a signed token for that user."""
-    denied = require_key()
+    """`{"user": id, "ttl"?}` → a signed token for that user (the API key, unless demo)."""
+    state = state_of()
+    denied = require_key(state)
     if denied:
         return denied
     body = json_body()
-    ttl = body.get("ttl")
-    if ttl is not None and (not isinstance(ttl, (int, float)) or isinstance(ttl, bool)
-                            or not 0 < ttl <= 30 * 86400):
-        return api_error(400, "bad_request", "'ttl' must be seconds between 0 and 30 days")
+    ttl = _seconds(body, "ttl")
     try:
-        token, expires = get_signer(current_app).mint(body.get("user"), ttl)
+        token, expires = state.tokens.mint(body.get("user"), ttl)
     except ValueError as exc:
         return api_error(400, "bad_request", str(exc))
     return jsonify(token=token, user=body["user"], expires=expires)
@@ -188,8 +283,9 @@ def mint_token() -> Any:
 
 @bp.route("/config")
 def config() -> Any:
-    """What pages need to know: demo mode or not."""
-    return jsonify(demo=not current_app.config["WSAPP"].api_key)
+    """What pages need to know: demo mode or not, and where the client is."""
+    state = state_of()
+    return jsonify(demo=state.demo, client=state.rt.client_url)
 
 
 @bp.route("/presence")
@@ -197,4 +293,4 @@ def presence() -> Any:
     """Members of a channel: `?channel=room:lobby`."""
     channel = request.args.get("channel", "")
     check_channel(channel)
-    return jsonify(channel=channel, **get_hub(current_app).presence(channel))
+    return jsonify(channel=channel, **state_of().hub.presence(channel))

@@ -37,6 +37,7 @@ from wsapp.realtime.engines import Engines
 from wsapp.realtime.engines.base import SUPPRESSED, Broker, Presence, Store
 from wsapp.realtime.limits import parse_quotas
 from wsapp.realtime.messages import dumps, envelope_offset, message_raw
+from wsapp.realtime.operations import Operations
 from wsapp.realtime.options import RealtimeOptions
 from wsapp.realtime.pipeline import Pipeline, now_ms
 from wsapp.realtime.recovery import Recovery
@@ -51,7 +52,7 @@ SUMMED = ("connections", "messages_in", "messages_out", "bytes_in", "bytes_out",
 STATS_LEASE = 3.0
 
 
-class Hub(Recovery):
+class Hub(Recovery, Operations):
     """Registry and fan-out for one process."""
 
     def __init__(self, settings: RealtimeOptions, store: Store | None = None,
@@ -71,6 +72,8 @@ class Hub(Recovery):
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
+        # Whether a channel's subscribers hear joins and leaves (the app's channel options).
+        self.join_leave: Callable[[str], bool] = lambda channel: True
 
     # -- engines (each started on first use: an app that never publishes opens nothing) ---
 
@@ -87,6 +90,11 @@ class Hub(Recovery):
             broker.start(self)
             self._pipeline = Pipeline(self.store, broker)
         return self._pipeline
+
+    @property
+    def broker(self) -> Broker:
+        """How messages and operations reach every process (started on first use)."""
+        return self.pipeline.broker
 
     @property
     def presence_engine(self) -> Presence:
@@ -176,7 +184,7 @@ class Hub(Recovery):
         """A join/leave (from this process or another): tell this process's subscribers,
         except the connection `skip` (the joiner)."""
         subs = self.channels.get(channel)
-        if subs:
+        if subs and self.join_leave(channel):
             text = dumps({"op": op, "channel": channel, "user": user})
             self.fan_out((c for c in subs if c.id != skip), text)
 
@@ -288,10 +296,6 @@ class Hub(Recovery):
             msg = json.loads(text).get("msg")
             self.pipeline.submit_nowait(("delivered", [msg], now_ms()))
 
-    def control(self, payload: str) -> None:
-        """A server-side operation from the broker (any process): carry it out here."""
-        log.warning("unknown control operation %.200r", payload)
-
     def resumed(self) -> None:
         """The broker carries messages again after an outage: catch up every channel this
         process serves, from the last offset it delivered (recovery.py)."""
@@ -362,11 +366,3 @@ class Hub(Recovery):
         figures["users"] = local["users"]  # already counted everywhere
         figures["channels"] = presence.channel_count()
         return figures
-
-
-def get_hub(app: Any) -> Hub:
-    """The hub of a Flask app (created on first use from the app's Settings)."""
-    hub = app.extensions.get("wsapp.realtime.hub")
-    if hub is None:
-        hub = app.extensions["wsapp.realtime.hub"] = Hub(app.config["WSAPP"])
-    return hub

@@ -7,7 +7,8 @@ channels by name, the rest summed as channel="other".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -21,7 +22,7 @@ TOP_CHANNELS = 20
 class WsappCollector:
     """A custom collector over one hub (and the process-wide traffic counters)."""
 
-    def __init__(self, hub: Hub, tracker_of: callable) -> None:
+    def __init__(self, hub: Hub, tracker_of: Callable[[], Any]) -> None:
         self.hub = hub
         self._tracker_of = tracker_of  # the server's tracker, once a server runs the app
 
@@ -61,7 +62,7 @@ class WsappCollector:
                                 value=len(hub.channels))
 
 
-def make_registry(hub: Hub, tracker_of: callable) -> CollectorRegistry:
+def make_registry(hub: Hub, tracker_of: Callable[[], Any]) -> CollectorRegistry:
     """A registry for one app: our collector plus the fan-out latency histogram."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(WsappCollector(hub, tracker_of))

@@ -6,6 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from wsapp.realtime.auth import ALGORITHMS, check_secret
+from wsapp.realtime.engines import check_url
+from wsapp.realtime.limits import parse_quotas
+from wsapp.realtime.policy import parse_channels
 from wsapp.websocket.options import MIB, WebSocketOptions
 
 T = TypeVar("T", bound="RealtimeOptions")
@@ -66,12 +70,62 @@ class RealtimeOptions(WebSocketOptions):
                   "repeat": True},
     )
 
+    channels: str = field(
+        default="",
+        metadata={"help": "per-pattern channel options as JSON, e.g. '{\"chat:*\": {\"publish\": "
+                          "true, \"history_size\": 100}}' (docs/extension.md)"},
+    )
+    rpc_concurrency: int = field(
+        default=8, metadata={"help": "RPC calls one connection may have running at once"}
+    )
+    url_prefix: str = field(
+        default="",
+        metadata={"help": "where /ws, /api, /metrics, /healthz and the JS client are mounted, "
+                          "e.g. /rt"},
+    )
+    jwt_algorithm: str = field(
+        default="HS256",
+        metadata={"help": "token algorithm: HS256 (with --secret), RS256 or ES256 (with "
+                          "--jwt-public-key)"},
+    )
+    jwt_public_key: str = field(
+        default="",
+        metadata={"help": "PEM public key (or @/path/to/key.pem) that checks RS256/ES256 tokens"},
+    )
+    jwt_private_key: str = field(
+        default="",
+        metadata={"help": "PEM private key (or @path) to mint RS256/ES256 tokens; empty: "
+                          "another service mints them"},
+    )
+    jwt_issuer: str = field(
+        default="", metadata={"help": "required `iss` of tokens (and set on minted ones)"}
+    )
+    jwt_audience: str = field(
+        default="", metadata={"help": "required `aud` of tokens (and set on minted ones)"}
+    )
+
     def validate(self: T) -> T:
         """Raise ValueError naming the first setting out of range; return self."""
         super().validate()
-        self.check(at_least_one=("max_subscriptions", "max_publish_size", "history_size"),
+        self.check(at_least_one=("max_subscriptions", "max_publish_size", "history_size",
+                                 "rpc_concurrency"),
                    not_negative=("rate_messages", "rate_bytes"),
                    positive=("token_ttl", "history_ttl", "push_ttl"))
+        parse_quotas(self.quota)
+        parse_channels(self.channels)
+        check_url("store", self.store_url())
+        check_url("broker", self.broker)
+        if self.url_prefix and (not self.url_prefix.startswith("/")
+                                or self.url_prefix.endswith("/")):
+            raise ValueError(f"url_prefix: {self.url_prefix!r} must start with / and not end "
+                             "with one (or be empty)")
+        if self.jwt_algorithm not in ALGORITHMS:
+            raise ValueError(f"jwt_algorithm: {self.jwt_algorithm!r} is not one of "
+                             f"{', '.join(ALGORITHMS)}")
+        if self.jwt_algorithm == "HS256" and self.secret:
+            check_secret(self.secret.encode("utf-8"))
+        if self.jwt_algorithm != "HS256" and not self.jwt_public_key:
+            raise ValueError(f"jwt_public_key: {self.jwt_algorithm} needs the public key")
         return self
 
     def store_url(self) -> str:

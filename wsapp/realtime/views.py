@@ -1,49 +1,49 @@
-"""The real-time layer's endpoints: /ws (docs/protocol.md), /metrics, /healthz, the JS client."""
+"""The real-time layer's endpoints besides the API: /ws (docs/protocol.md), /metrics,
+/healthz and the JS client, all under WSAPP_URL_PREFIX."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
-from flask.blueprints import BlueprintSetupState
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from flask import Blueprint, Response, jsonify, request, send_from_directory
 
-from wsapp.realtime.api import get_signer
-from wsapp.realtime.hub import get_hub
-from wsapp.realtime.metrics import make_registry
+from wsapp.realtime.auth import api_key_ok
+from wsapp.realtime.exceptions import Reject
 from wsapp.realtime.session import Session
+from wsapp.realtime.state import state_of
+from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
 
-bp = Blueprint("realtime", __name__)
+bp = Blueprint("wsapp", __name__)
+log = logging.getLogger(__name__)
 
-CLOSE_UNAUTHORIZED = 4401
 STATIC = Path(__file__).resolve().parent / "static"
-
-
-@bp.record_once
-def _setup(state: BlueprintSetupState) -> None:
-    # At registration, so the fan-out histogram sees every publish from the start.
-    app = state.app
-    app.extensions["wsapp.realtime.metrics"] = make_registry(
-        get_hub(app), lambda: app.extensions.get("wsapp.websocket.tracker"))
 
 
 @bp.route("/ws", websocket=True)
 def ws_endpoint() -> str:
-    """Authenticate by ?token=, then answer requests until the client leaves."""
+    """Authenticate (the app's hook, else ?token=), then answer requests until the client
+    leaves."""
     ws = request.environ["wsgi.websocket"]
-    settings = current_app.config["WSAPP"]
-    user = None
-    token = request.args.get("token")
-    if token:
-        try:
-            user = get_signer(current_app).verify(token)
-        except ValueError as exc:
-            ws.close(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}")
-            return ""
-    hub = get_hub(current_app)
-    client = hub.connect(ws, user)
-    session = Session(hub, client, settings)
+    state = state_of()
     try:
+        identity = state.authenticate()
+    except Reject as refusal:
+        ws.close(refusal.close_code, refusal.reason or refusal.error_code)
+        return ""
+    except Exception:
+        log.exception("authenticate failed for %s", ws.peer)
+        ws.close(CLOSE_INTERNAL_ERROR, "authentication failed")
+        return ""
+    hub = state.hub
+    client = hub.connect(ws, identity.user if identity is not None else None)
+    session = Session(state, client, identity)
+    try:
+        try:
+            session.connected()
+        except Reject as refusal:
+            ws.close(refusal.close_code, refusal.reason or refusal.error_code)
+            return ""
         ws.send(session.welcome())
         hub.deliver_pending(client)  # personal messages waiting since the last visit
         while True:
@@ -55,23 +55,35 @@ def ws_endpoint() -> str:
                 ws.send(reply)
     finally:
         hub.disconnect(client)
+        session.finished()
     return ""
 
 
 @bp.route("/metrics")
-def metrics() -> Response:
-    """Every figure, scraped."""
-    return Response(generate_latest(current_app.extensions["wsapp.realtime.metrics"]),
-                    mimetype=CONTENT_TYPE_LATEST)
+def metrics() -> Response | tuple[Response, int]:
+    """Every figure, scraped (with the API key, unless the server is in demo mode: the
+    figures name channels, user:<id> ones included)."""
+    state = state_of()
+    if not api_key_ok(state.settings.api_key, request.headers.get("Authorization")):
+        return jsonify(error="unauthorized",
+                       reason="send Authorization: Bearer <WSAPP_API_KEY>"), 401
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(state.metrics), mimetype=CONTENT_TYPE_LATEST)
 
 
 @bp.route("/healthz")
 def healthz() -> Response:
-    """Liveness for load balancers."""
-    return jsonify(status="ok")
+    """For load balancers: 200 while the process serves, with each opened engine's state;
+    "degraded" while one is down (the process still serves its own connections)."""
+    engines = state_of().hub.engines.health()
+    down = [kind for kind, health in engines.items() if health.get("state") != "up"]
+    return jsonify(status="degraded" if down else "ok", engines=engines)
 
 
-@bp.route("/static/wsapp.js")
+@bp.route("/wsapp.js")
 def client() -> Response:
-    """The browser client (an ES module, no build step)."""
-    return send_from_directory(STATIC, "wsapp.js", mimetype="text/javascript")
+    """The browser client: an ES module, no build step (rt.client_url)."""
+    resp = send_from_directory(STATIC, "wsapp.js", mimetype="text/javascript")
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp

@@ -135,3 +135,12 @@ def test_records_newest_first_with_their_fields(store):
 def test_health_is_up(store):
     health = store.health()
     assert health["state"] == "up" and health["engine"] in ("memory", "sqlite", "redis")
+
+
+def test_revocations_only_move_forward_per_user(store):
+    assert store.revoked("ann") == 0
+    store.revoke("ann", 2_000)
+    store.revoke("ann", 1_000)  # an older revocation does not undo a newer one
+    assert store.revoked("ann") == 2_000 and store.revoked("bob") == 0
+    store.revoke("ann", 3_000)
+    assert store.revoked("ann") == 3_000

@@ -1,6 +1,6 @@
 // Chat page: rooms (room:<name> channels), a nickname (the token's user id) and presence.
 // Everything users typed is inserted as text (h() / textContent), never as HTML.
-import { WsClient, bindHeader, guestId, h, savedNickname } from "./wsapp.js";
+import { WsClient, bindHeader, guestId, h, savedNickname } from "../wsapp.js";
 
 const $ = (id) => document.getElementById(id);
 const NICK = /^[A-Za-z0-9_.@-]{1,32}$/;

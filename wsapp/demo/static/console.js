@@ -1,7 +1,7 @@
 // Push console: send to everyone / a room / a user through the HTTP API, then follow each
 // personal push's status (pending → delivered → acked, or suppressed / expired) by polling
 // its records while any is still open. Everything typed is rendered as text (h()).
-import { WsClient, bindHeader, h } from "./wsapp.js";
+import { WsClient, bindHeader, h } from "../wsapp.js";
 
 const $ = (id) => document.getElementById(id);
 const USER = /^[A-Za-z0-9_.@-]{1,64}$/;

@@ -1,5 +1,5 @@
 // Dashboard page: render the figures the server pushes on sys:dashboard once a second.
-import { WsClient, bindHeader } from "./wsapp.js";
+import { WsClient, bindHeader } from "../wsapp.js";
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";

@@ -1,6 +1,6 @@
 // Echo page: a raw WebSocket on /ws/echo (no app protocol): send what is typed, show the
 // echo, and measure round trips with our own marked pings. Reconnects like the wsapp client.
-import { backoffDelay, h, showLatency, showState } from "./wsapp.js";
+import { backoffDelay, h, showLatency, showState } from "../wsapp.js";
 
 const log = document.getElementById("echo-log");
 const input = document.getElementById("echo-input");

@@ -1,7 +1,7 @@
 // Inbox: the user's side of the push console. Connects as one user, shows personal messages
 // (user:<id>) and messages to everyone (room:all) as they arrive, and acks each personal
 // message after it is in the page. Message text is rendered as text (h()).
-import { WsClient, bindHeader, fetchJSON, guestId, h } from "./wsapp.js";
+import { WsClient, bindHeader, fetchJSON, guestId, h } from "../wsapp.js";
 
 const $ = (id) => document.getElementById(id);
 const USER = /^[A-Za-z0-9_.@-]{1,64}$/;

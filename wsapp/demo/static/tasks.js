@@ -1,5 +1,5 @@
 // Task progress page: start server jobs over HTTP, watch their steps arrive over /ws.
-import { WsClient, bindHeader, fetchJSON, h } from "./wsapp.js";
+import { WsClient, bindHeader, fetchJSON, h } from "../wsapp.js";
 
 const $ = (id) => document.getElementById(id);
 const jobs = new Map();   // id -> latest job state

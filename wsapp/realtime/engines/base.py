@@ -71,6 +71,12 @@ class Store(Protocol):
                 ts: int) -> list[dict[str, Any]]:
         """The user's push records, newest first, optionally of one status."""
 
+    def revoke(self, user: str, before: int) -> None:
+        """Refuse `user`'s tokens issued before `before` (epoch ms) from now on."""
+
+    def revoked(self, user: str) -> int:
+        """Epoch ms before which `user`'s tokens are refused (0: none are)."""
+
     def health(self) -> Health:
         """Whether the store answers."""
 

@@ -156,6 +156,7 @@ class MemoryStore:
         self._history: dict[str, deque[tuple[int, str, str | None, int, str]]] = {}
         self._records: dict[str, _Record] = {}
         self._by_user: dict[str, list[_Record]] = {}  # in creation order
+        self._revoked: dict[str, int] = {}
 
     # -- writes ------------------------------------------------------------------------
 
@@ -291,6 +292,14 @@ class MemoryStore:
                 rec.status = EXPIRED
         return mine
 
+    def revoke(self, user: str, before: int) -> None:
+        """Refuse `user`'s tokens issued before `before` (ms); revocations only move on."""
+        self._revoked[user] = max(before, self._revoked.get(user, 0))
+
+    def revoked(self, user: str) -> int:
+        """Epoch ms before which `user`'s tokens are refused (0: none are)."""
+        return self._revoked.get(user, 0)
+
     def health(self) -> Health:
         """Always up."""
         return {"engine": "memory", "state": "up"}
@@ -301,6 +310,7 @@ class MemoryStore:
         self._history.clear()
         self._records.clear()
         self._by_user.clear()
+        self._revoked.clear()
 
 
 def _now_ms() -> int:

@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS pushes (
     data TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, created INTEGER NOT NULL,
     delivered INTEGER, acked INTEGER, expires INTEGER, attempts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS pushes_user ON pushes (user, created);
+CREATE TABLE IF NOT EXISTS revocations (user TEXT PRIMARY KEY, before INTEGER NOT NULL)
+    WITHOUT ROWID;
 """
 
 
@@ -203,6 +205,20 @@ class SQLiteStore:
                        "attempts=MAX(attempts, 1) WHERE msg=?", (ACKED, ts, ts, msg))
             return ACKED
         return status
+
+    def revoke(self, user: str, before: int) -> None:
+        """Refuse `user`'s tokens issued before `before` (ms); revocations only move on."""
+        self._pool.apply(self._db.execute, (
+            "INSERT INTO revocations (user, before) VALUES (?, ?) ON CONFLICT(user) DO "
+            "UPDATE SET before=MAX(before, excluded.before)", (user, before)))
+
+    def revoked(self, user: str) -> int:
+        """Epoch ms before which `user`'s tokens are refused (0: none are)."""
+        return self._pool.apply(self._revoked, (user,))
+
+    def _revoked(self, user: str) -> int:
+        row = self._db.execute("SELECT before FROM revocations WHERE user=?", (user,)).fetchone()
+        return row[0] if row else 0
 
     # -- reads -----------------------------------------------------------------------
 

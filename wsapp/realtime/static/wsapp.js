@@ -1,9 +1,13 @@
 // wsapp.js: the browser client for the wsapp /ws protocol (docs/protocol.md). An ES module,
 // no build step. See docs/js-client.md.
 
-const TOKEN_URL = "/api/tokens";
+// Where the server mounted /ws and /api: the folder this module is served from (its
+// WSAPP_URL_PREFIX), so a page needs no configuration.
+const BASE = new URL(".", import.meta.url);
+const TOKEN_URL = apiUrl("tokens");
 const DEDUPE_SIZE = 1000;      // message ids remembered to drop duplicates
 const LATENCY_SAMPLES = 5;     // pings averaged into the rolling latency
+const HELD_MAX = 10000;        // frames held behind a gap before the client reconnects instead
 const CLOSE_UNAUTHORIZED = 4401;
 
 /**
@@ -37,6 +41,11 @@ export function savedNickname() {
  * text) on a non-2xx answer.
  * @param {string} url @param {{method?: string, body?: any, token?: string}} [opts]
  */
+/** The URL of an HTTP API endpoint of the server this module came from: apiUrl("push"). */
+export function apiUrl(path) {
+  return new URL(`api/${path}`, BASE).pathname;
+}
+
 export async function fetchJSON(url, { method = "GET", body, token } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -71,9 +80,13 @@ export class WsError extends Error {
  *
  * Events (client.on): "state" (connecting | live | reconnecting | closed), "latency" (ms),
  * "welcome" (the welcome frame), "subscribed" ({channel, offset}), "join" / "leave"
- * ({channel, user}), "message" (every message frame), "error" (Error), "gap" ({channel,
+ * ({channel, user}), "message" (every message frame), "error" (Error), "unsubscribed"
+ * ({channel, reason}: the server took a subscription away; "subscribed" has server: true
+ * when the server added one), "disconnected" ({code, reason}: codes 4000-4499 but 4401 are
+ * final, the client does not reconnect by itself), "gap" ({channel,
  * from, to}: offsets that never arrived; the client resubscribes with `since` to get them)
- * and "history_lost" ({channel, first_offset}: the server no longer keeps some of them).
+ * and "history_lost" ({channel, first_offset, ranges: [[from, to], ...]}: offsets the
+ * server no longer keeps, gone for good; delivery goes on without them).
  */
 export class WsClient {
   /**
@@ -87,8 +100,9 @@ export class WsClient {
    * @param {number} [opts.backoffBase=300] @param {number} [opts.backoffCap=5000]
    */
   constructor(opts = {}) {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    this.url = opts.url || `${proto}//${location.host}/ws`;
+    const ws = new URL("ws", BASE);
+    ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
+    this.url = opts.url || ws.href;
     this.opts = { pingInterval: 5000, timeout: 10000, backoffBase: 300, backoffCap: 5000, ...opts };
     this.user = opts.user || null;      // the user we ask a token for
     this.identity = null;               // the user the server says we are (welcome.user)
@@ -227,6 +241,14 @@ export class WsClient {
       if (this._ws !== ws) return;   // an old socket we already replaced
       this._teardown(new Error("connection lost"));
       const err = new Error(`closed ${ev.code} ${ev.reason || ""}`.trim());
+      this._emit("disconnected", { code: ev.code, reason: ev.reason || "" });
+      if (ev.code >= 4000 && ev.code < 4500 && ev.code !== CLOSE_UNAUTHORIZED) {
+        // The server means it (rt.disconnect, a refused connection): no reconnect by itself.
+        this._stopped = true;
+        this._emit("error", err);
+        this._setState("closed");
+        return;
+      }
       if (ev.code === CLOSE_UNAUTHORIZED && typeof this.opts.token !== "string") {
         // Expired or revoked (or the server's secret changed): mint a fresh token and try
         // again at once; only a second refusal in a row waits for the backoff.
@@ -241,6 +263,14 @@ export class WsClient {
       }
       this._retry(err);
     };
+  }
+
+  /** Drop this connection and connect again: every channel resubscribes with `since`. */
+  _restart(err, reason = "resync") {
+    const ws = this._ws;
+    this._teardown(err);
+    if (ws) ws.close(4000, reason);
+    this._retry(err);
   }
 
   _retry(err) {
@@ -304,7 +334,7 @@ export class WsClient {
   subscribe(channel, handler, { since = null, replay = true } = {}) {
     let sub = this._subs.get(channel);
     if (!sub) {
-      sub = { handlers: new Set(), offset: since, replay, held: null };
+      sub = { handlers: new Set(), offset: since, replay, held: null, retry: 0, lostBelow: 0 };
       this._subs.set(channel, sub);
       if (this.state === "live") this._subscribeOnServer(channel, sub);
     }
@@ -321,25 +351,78 @@ export class WsClient {
   _subscribeOnServer(channel, sub) {
     this.request("subscribe", { channel, since: sub.replay ? sub.offset : null })
       .then((reply) => {
+        sub.retry = 0;
+        this._release(sub, reply);
         if (sub.offset === null || reply.offset > sub.offset) sub.offset = reply.offset ?? null;
-        if (reply.history_lost) {
-          this._emit("history_lost", { channel, first_offset: reply.first_offset });
-        }
-        this._release(sub);
         this._emit("subscribed", { channel, offset: reply.offset });
       })
       .catch((err) => {
-        this._release(sub);
         err.channel = channel;
         this._emit("error", err);
+        // Filling a gap failed (the server's store is unreachable, say): keep holding what
+        // came after it and try again, backing off; a reconnect starts afresh anyway.
+        if (sub.held && this.state === "live" && this._subs.get(channel) === sub) {
+          sub.retry = Math.min((sub.retry || 250) * 2, 5000);
+          setTimeout(() => {
+            if (sub.held && this.state === "live" && this._subs.get(channel) === sub) {
+              this._subscribeOnServer(channel, sub);
+            }
+          }, sub.retry);
+        }
       });
   }
 
-  /** Messages held while a resubscription filled a gap: now, in offset order. */
-  _release(sub) {
-    const held = sub.held;
+  /**
+   * Messages held while a resubscription filled a gap: now, in offset order. When the reply
+   * says history was lost, the offsets below its first_offset that we do not hold are gone
+   * for good: say which ("history_lost" with their ranges), and let delivery skip them.
+   */
+  _release(sub, reply) {
+    const held = (sub.held || []).sort((a, b) => a.offset - b.offset);
     sub.held = null;
-    if (held) for (const frame of held.sort((a, b) => a.offset - b.offset)) this._message(frame);
+    if (reply && reply.history_lost) {
+      const ranges = [];
+      let next = (sub.offset ?? 0) + 1;
+      for (const frame of held) {
+        if (frame.offset >= reply.first_offset) break;
+        if (frame.offset > next) ranges.push([next, frame.offset - 1]);
+        next = Math.max(next, frame.offset + 1);
+      }
+      if (next < reply.first_offset) ranges.push([next, reply.first_offset - 1]);
+      this._emit("history_lost", { channel: reply.channel, first_offset: reply.first_offset,
+                                   ranges });
+      sub.lostBelow = reply.first_offset;
+    }
+    for (const frame of held) this._message(frame);  // a jump among them resyncs again
+    sub.lostBelow = 0;
+  }
+
+  /** The server subscribed this connection (rt.subscribe): keep the channel, say so. */
+  _serverSubscribed(frame) {
+    let sub = this._subs.get(frame.channel);
+    if (!sub) {
+      sub = { handlers: new Set(), offset: null, replay: true, held: null, retry: 0,
+              lostBelow: 0 };
+      this._subs.set(frame.channel, sub);   // and resubscribed with `since` on reconnects
+    }
+    if (sub.offset === null || frame.offset > sub.offset) sub.offset = frame.offset;
+    this._emit("subscribed", { channel: frame.channel, offset: frame.offset, server: true });
+  }
+
+  /** The server took a subscription away (rt.unsubscribe, rt.close_channel). */
+  _serverUnsubscribed(frame) {
+    this._subs.delete(frame.channel);
+    this._emit("unsubscribed", { channel: frame.channel, reason: frame.reason });
+  }
+
+  /**
+   * Call the server's `@rt.rpc(method)` handler with `params` (any JSON).
+   * @param {{timeout?: number}} [opts] ms to wait for the answer (default: opts.timeout)
+   * @returns {Promise<any>} what the handler returned; rejects with a WsError (its code:
+   *   the handler's Reject code, unknown_method, internal_error, timeout...)
+   */
+  rpc(method, params = null, { timeout } = {}) {
+    return this.request("rpc", { method, params }, timeout).then((reply) => reply.result);
   }
 
   /**
@@ -371,9 +454,7 @@ export class WsClient {
       const ws = this._ws;
       if (this.state !== "live" || !ws) return;
       const err = new Error("no pong: connection presumed dead");
-      this._teardown(err);
-      ws.close(4000, "ping timeout");
-      this._retry(err);
+      this._restart(err, "ping timeout");
     });
   }
 
@@ -387,6 +468,8 @@ export class WsClient {
       case "join":
       case "leave":
         return this._emit(frame.op, { channel: frame.channel, user: frame.user });
+      case "subscribed": return this._serverSubscribed(frame);
+      case "unsubscribed": return this._serverUnsubscribed(frame);
       default: break;
     }
     const pending = frame.id != null && this._pending.get(frame.id);
@@ -409,6 +492,7 @@ export class WsClient {
     this._emit("welcome", frame);
     for (const [channel, sub] of this._subs) {
       sub.held = null;  // the replay brings those again
+      sub.retry = 0;
       this._subscribeOnServer(channel, sub);
     }
     this._samples = [];
@@ -423,8 +507,13 @@ export class WsClient {
       // Offsets are dense per channel: a jump means messages we never got. Hold this one
       // (and the replay after it) and resubscribe from the last offset we have; the server
       // catches up in order. Only a second line: the server catches its clients up itself.
-      if (sub.held) return void sub.held.push(frame);
-      if (sub.replay && sub.offset !== null && frame.offset > sub.offset + 1) {
+      if (sub.held) {
+        sub.held.push(frame);
+        if (sub.held.length > HELD_MAX) this._restart(new Error(`${frame.channel}: gap not filled`));
+        return;
+      }
+      if (sub.replay && sub.offset !== null && frame.offset > sub.offset + 1
+          && !(frame.offset <= sub.lostBelow)) {  // skipping only what history_lost named
         sub.held = [frame];
         this._emit("gap", { channel: frame.channel, from: sub.offset + 1, to: frame.offset - 1 });
         if (this.state === "live") this._subscribeOnServer(frame.channel, sub);

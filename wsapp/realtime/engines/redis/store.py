@@ -63,6 +63,7 @@ class RedisStore:
         self._pending_script = script(client, "store_pending")
         self._ack_script = script(client, "store_ack")
         self._records_script = script(client, "store_records")
+        self._revoke_script = script(client, "store_revoke")
         self._last: dict[str, int] = {}  # offsets this process assigned: a fallback when down
         self.backend.stores_publish = True
         if not self.backend.bus_started:
@@ -167,6 +168,25 @@ class RedisStore:
         """Mark `msg` acked if it is `user`'s; its status after, None if not found."""
         value = self._call("an ack", self._ack_script, [self._prefix, user, msg, ts])
         return value.decode() if isinstance(value, bytes) else value
+
+    def revoke(self, user: str, before: int) -> None:
+        """Refuse `user`'s tokens issued before `before` (ms); revocations only move on."""
+        self._call("revoking tokens", self._revoke_script, [self._prefix, user, before])
+
+    def revoked(self, user: str) -> int:
+        """Epoch ms before which `user`'s tokens are refused (0: none are). Read on every
+        connect, so in the same pipelined batches as the rest of a reconnect storm. While
+        Redis is down or overloaded nothing is known to be revoked: connections keep working
+        through an outage, and a token still expires as usual."""
+        if self.backend.up:
+            try:
+                value = self.backend.batched(None, key=self._prefix + "rv:" + user)
+                return int(value) if value is not None else 0
+            except PoolBusy:
+                pass
+            except UNREACHABLE as exc:
+                self.backend.mark_down(exc)
+        return 0
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -1,0 +1,127 @@
+"""The real-time layer's state in one Flask app: `app.extensions["wsapp"]`.
+
+One object per app, made by `Realtime.init_app`: the settings read from `app.config`, the hub
+(engines opened on first use), the token authority, the metrics registry, and the Realtime
+whose hooks and channel options apply. Views, the session and the server reach everything
+through it; nothing is kept anywhere else in the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app, has_app_context
+
+from wsapp.realtime.auth import Identity, TokenError, Tokens, load_secret
+from wsapp.realtime.exceptions import Reject
+from wsapp.realtime.hub import Hub
+from wsapp.realtime.metrics import make_registry
+from wsapp.realtime.options import RealtimeOptions
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from wsapp.realtime.ext import Realtime
+    from wsapp.websocket.tracker import ConnectionTracker
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "wsapp"
+
+
+class AppState:
+    """Everything the real-time layer keeps for one app."""
+
+    def __init__(self, rt: Realtime, settings: RealtimeOptions) -> None:
+        self.rt = rt
+        self.settings = settings
+        self.hub = Hub(settings)
+        self.hub.join_leave = rt.policy.join_leave
+        self.tracker: ConnectionTracker | None = None  # the server's, once one runs the app
+        # Now, not at the first scrape: the fan-out histogram sees every publish.
+        self.metrics: CollectorRegistry = make_registry(self.hub, lambda: self.tracker)
+        self.started = False
+
+    @cached_property
+    def tokens(self) -> Tokens:
+        """Mints and checks JWTs (the HS256 secret is read or made on first use)."""
+        s = self.settings
+        secret = load_secret(s.secret, s.data_dir) if s.jwt_algorithm == "HS256" else b""
+        return Tokens(algorithm=s.jwt_algorithm, secret=secret, public_key=s.jwt_public_key,
+                      private_key=s.jwt_private_key, ttl=s.token_ttl, issuer=s.jwt_issuer,
+                      audience=s.jwt_audience)
+
+
+    @property
+    def demo(self) -> bool:
+        """Demo mode: no API key, so anyone may mint any user's token."""
+        return not self.settings.api_key
+
+    def start(self) -> None:
+        """Open the engines now (a server starting, not a request): a bad or unreachable
+        store or broker is reported at start, and /healthz shows it."""
+        if not self.started:
+            self.started = True
+            self.hub.pipeline  # noqa: B018 -- opens the store and starts the broker
+
+    def identify(self, token: str | None) -> Identity | None:
+        """The identity a token names (None: no token); TokenError when it names nobody
+        or was revoked."""
+        if not token:
+            return None
+        identity = self.tokens.verify(token)
+        revoked = self.hub.store.revoked(identity.user)
+        if revoked and (identity.issued is None or identity.issued * 1000 < revoked):
+            raise TokenError("token revoked")
+        return identity
+
+    def authenticate(self) -> Identity | None:
+        """Who opens this /ws connection: the app's `authenticate` hook, else the token in
+        `?token=`. Runs in the handshake's request context; Reject refuses."""
+        from flask import request
+
+        hook = self.rt.auth_hook
+        if hook is None:
+            try:
+                return self.identify(request.args.get("token"))
+            except TokenError as exc:
+                raise Reject(4401, f"unauthorized: {exc}") from None
+        got = hook()
+        if got is None or isinstance(got, Identity):
+            return got
+        if not isinstance(got, str) or not got:
+            raise TypeError(f"authenticate must return a user id, None or an Identity; "
+                            f"got {got!r}")
+        return Identity(got)
+
+    def map_error(self, exc: Exception) -> Reject | None:
+        """What the app's on_error handlers make of an exception raised in a hook or RPC."""
+        for kind, handler in self.rt.error_handlers:
+            if isinstance(exc, kind):
+                mapped = handler(exc)
+                if isinstance(mapped, Reject):
+                    return mapped
+                if mapped is not None:
+                    code, reason = mapped
+                    return Reject(code, reason)
+        return None
+
+
+def state_of(app: Flask | None = None) -> AppState:
+    """The real-time state of `app` (default: the current app); a clear error when the app
+    has no Realtime."""
+    app = app if app is not None else (current_app if has_app_context() else None)
+    if app is None:
+        raise RuntimeError("no Flask app: call inside an app context, or pass app=")
+    state = app.extensions.get(EXTENSION)
+    if state is None:
+        raise RuntimeError(f"the Flask app {app.name!r} has no wsapp Realtime: "
+                           "add `Realtime(app)` (or rt.init_app(app))")
+    return state
+
+
+def get_hub(app: Flask | None = None) -> Hub:
+    """The hub of `app` (default: the current app): what `wsapp.hub.get_hub` always gave."""
+    return state_of(app).hub
