@@ -199,6 +199,8 @@ class Client:
 class RealtimeServer:
     """serve.py in a subprocess on a free port, with its log in a file."""
 
+    prefix = ""  # where the real-time layer is mounted (WSAPP_URL_PREFIX)
+
     def __init__(self, workdir: Path, flags: list[str], api_key: str = "") -> None:
         self.workdir = workdir
         self.flags = list(flags)
@@ -230,7 +232,7 @@ class RealtimeServer:
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
-                    if self.http("GET", "/healthz", timeout=2)[0] == 200:
+                    if self.http("GET", f"{self.prefix}/healthz", timeout=2)[0] == 200:
                         return self
                 except OSError:
                     pass
@@ -274,12 +276,14 @@ class RealtimeServer:
     def mint(self, user: str) -> str:
         """A token for `user` from POST /api/tokens (with the API key when one is set)."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        status, _, body = self.http("POST", "/api/tokens", {"user": user}, headers)
+        status, _, body = self.http("POST", f"{self.prefix}/api/tokens", {"user": user},
+                                    headers)
         assert status == 200, (status, body)
         return json.loads(body)["token"]
 
     def metrics(self) -> Metrics:
-        status, headers, body = self.http("GET", "/metrics")
+        key = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        status, headers, body = self.http("GET", f"{self.prefix}/metrics", headers=key)
         assert status == 200, (status, body[:500])
         return Metrics(body.decode("utf-8"))
 
@@ -295,7 +299,7 @@ class RealtimeServer:
     # -- WebSockets ------------------------------------------------------------------------
 
     def url(self, token: str | None = None) -> str:
-        base = f"ws://127.0.0.1:{self.port}/ws"
+        base = f"ws://127.0.0.1:{self.port}{self.prefix}/ws"
         return base if token is None else f"{base}?token={quote(token, safe='')}"
 
     def connect(self, user: str | None = None, *, token: str | None = None,

@@ -24,7 +24,7 @@ from wsapp.realtime.state import AppState, state_of
 
 bp = Blueprint("wsapp_api", __name__)
 
-PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token")  # the key is checked inside mint_token
+PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token", "wsapp_api.not_found")  # mint checks
 MAX_TTL = 30 * 86400.0  # the longest token or push ttl the API takes
 
 

@@ -88,7 +88,10 @@ class AppState:
                 return self.identify(request.args.get("token"))
             except TokenError as exc:
                 raise Reject(4401, f"unauthorized: {exc}") from None
-        got = hook()
+        try:
+            got = hook()
+        except TokenError as exc:  # the hook checked a token with rt.identify()
+            raise Reject(4401, f"unauthorized: {exc}") from None
         if got is None or isinstance(got, Identity):
             return got
         if not isinstance(got, str) or not got:
