@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e.conftest import browser  # noqa: F401  (the e2e suite's system-Chromium fixture)
 
 from .appserver import AppServer, ServerPool
 from .gaps import gap
