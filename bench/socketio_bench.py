@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from client import proc_cpu_seconds, raise_nofile, self_cpu_seconds
@@ -112,34 +113,53 @@ class AckLoad:
         }
 
 
-def ack_workload(started: dict[str, Server], cfg: argparse.Namespace,
-                 out: dict[str, dict[str, Any]]) -> None:
+def open_groups(started: dict[str, Server], count: int, out: dict[str, dict[str, Any]],
+                what: str) -> dict[str, Group]:
+    """`count` connections to each server not already failed; a server that refuses them
+    gets its error in `out` instead."""
     groups = {}
     for kind, srv in started.items():
+        if "error" in out[kind]:
+            continue
         group = Group("127.0.0.1", srv.port)
         try:
-            group.open(cfg.ack_conns)
+            took = group.open(count)
         except (OSError, ValueError) as exc:
             out[kind]["error"] = f"cannot connect: {type(exc).__name__}: {exc}"
             group.close()
             continue
+        _progress(f"{what}: {count:,} clients on {kind} in {took:.1f} s")
         groups[kind] = group
-    live = list(groups)
-    try:
-        for rnd in range(cfg.rounds):
-            order = live[rnd % len(live):] + live[: rnd % len(live)] if live else []
-            for kind in order:
+    return groups
+
+
+def interleaved(groups: dict[str, Group], live: list[str], rounds: int
+                ) -> Iterator[tuple[int, str]]:
+    """(round, server) for every slice, the order rotated each round; a server the caller
+    removes from `live` gets no more slices. Pings waiting anywhere are answered first."""
+    for rnd in range(rounds):
+        for kind in live[rnd % len(live):] + live[: rnd % len(live)] if live else []:
+            if kind in live:
                 for other in live:
                     groups[other].service()
-                res = AckLoad(groups[kind], cfg.window).run(started[kind].pid, cfg.slice,
-                                                           cfg.warmup)
-                out[kind].setdefault("ack", []).append(res)
-                _progress(f"ack round {rnd + 1}/{cfg.rounds} {kind}: " + (
-                    f"{res['acks_per_s']:,.0f} acks/s, {res['acks_per_cpu_s'] or 0:,.0f} per "
-                    f"server CPU-s, client {res['client_cpu_pct']:.0f}%" if res["ok"]
-                    else f"FAILED ({res['error']})"))
-                if not res["ok"]:
-                    live.remove(kind)
+                yield rnd, kind
+
+
+def ack_workload(started: dict[str, Server], cfg: argparse.Namespace,
+                 out: dict[str, dict[str, Any]]) -> None:
+    groups = open_groups(started, cfg.ack_conns, out, "ack")
+    live = list(groups)
+    try:
+        for rnd, kind in interleaved(groups, live, cfg.rounds):
+            res = AckLoad(groups[kind], cfg.window).run(started[kind].pid, cfg.slice,
+                                                       cfg.warmup)
+            out[kind].setdefault("ack", []).append(res)
+            _progress(f"ack round {rnd + 1}/{cfg.rounds} {kind}: " + (
+                f"{res['acks_per_s']:,.0f} acks/s, {res['acks_per_cpu_s'] or 0:,.0f} per "
+                f"server CPU-s, client {res['client_cpu_pct']:.0f}%" if res["ok"]
+                else f"FAILED ({res['error']})"))
+            if not res["ok"]:
+                live.remove(kind)
     finally:
         for group in groups.values():
             group.close()
@@ -174,47 +194,31 @@ def one_broadcast(group: Group, seq: int, timeout: float) -> tuple[float, float]
 
 def broadcast_workload(started: dict[str, Server], cfg: argparse.Namespace,
                        out: dict[str, dict[str, Any]]) -> None:
-    groups = {}
-    for kind, srv in started.items():
-        if "error" in out[kind]:
-            continue
-        group = Group("127.0.0.1", srv.port)
-        try:
-            took = group.open(cfg.fanout)
-        except (OSError, ValueError) as exc:
-            out[kind]["error"] = f"cannot connect: {type(exc).__name__}: {exc}"
-            group.close()
-            continue
-        _progress(f"broadcast: {cfg.fanout:,} clients on {kind} in {took:.1f} s")
-        groups[kind] = group
+    groups = open_groups(started, cfg.fanout, out, "broadcast")
     live = list(groups)
     seq = 0
     try:
-        for rnd in range(cfg.rounds):
-            order = live[rnd % len(live):] + live[: rnd % len(live)] if live else []
-            for kind in order:
-                for other in live:
-                    groups[other].service()
-                pid = started[kind].pid
-                cpu0, client0 = proc_cpu_seconds(pid), self_cpu_seconds()
-                runs = []
-                try:
-                    for _ in range(cfg.broadcasts):
-                        seq += 1
-                        runs.append(one_broadcast(groups[kind], seq, timeout=30.0))
-                        time.sleep(0.05)  # let the server settle between broadcasts
-                except (OSError, ValueError) as exc:
-                    out[kind]["error"] = f"broadcast: {type(exc).__name__}: {exc}"
-                    live.remove(kind)
-                    _progress(f"broadcast round {rnd + 1} {kind}: FAILED ({exc})")
-                    continue
-                res = {"first_s": [r[0] for r in runs], "last_s": [r[1] for r in runs],
-                       "server_cpu_s_per_broadcast": (proc_cpu_seconds(pid) - cpu0) / len(runs),
-                       "client_cpu_s_per_broadcast": (self_cpu_seconds() - client0) / len(runs)}
-                out[kind].setdefault("broadcast", []).append(res)
-                _progress(f"broadcast round {rnd + 1}/{cfg.rounds} {kind}: last delivery "
-                          f"median {statistics.median(res['last_s']) * 1e3:.1f} ms, server "
-                          f"{res['server_cpu_s_per_broadcast'] * 1e3:.1f} CPU-ms each")
+        for rnd, kind in interleaved(groups, live, cfg.rounds):
+            pid = started[kind].pid
+            cpu0, client0 = proc_cpu_seconds(pid), self_cpu_seconds()
+            runs = []
+            try:
+                for _ in range(cfg.broadcasts):
+                    seq += 1
+                    runs.append(one_broadcast(groups[kind], seq, timeout=30.0))
+                    time.sleep(0.05)  # let the server settle between broadcasts
+            except (OSError, ValueError) as exc:
+                out[kind]["error"] = f"broadcast: {type(exc).__name__}: {exc}"
+                live.remove(kind)
+                _progress(f"broadcast round {rnd + 1} {kind}: FAILED ({exc})")
+                continue
+            res = {"first_s": [r[0] for r in runs], "last_s": [r[1] for r in runs],
+                   "server_cpu_s_per_broadcast": (proc_cpu_seconds(pid) - cpu0) / len(runs),
+                   "client_cpu_s_per_broadcast": (self_cpu_seconds() - client0) / len(runs)}
+            out[kind].setdefault("broadcast", []).append(res)
+            _progress(f"broadcast round {rnd + 1}/{cfg.rounds} {kind}: last delivery "
+                      f"median {statistics.median(res['last_s']) * 1e3:.1f} ms, server "
+                      f"{res['server_cpu_s_per_broadcast'] * 1e3:.1f} CPU-ms each")
     finally:
         for group in groups.values():
             group.close()
