@@ -46,7 +46,9 @@ class AppServer:
         if self.server == "gunicorn":
             return [sys.executable, "-m", "gunicorn", "-k", WORKERS[self.handler], "-w", "1",
                     "-b", f"127.0.0.1:{self.port}", "--pythonpath", str(APPS),
-                    "--graceful-timeout", "2", "--log-level", "warning", self.app]
+                    "--graceful-timeout", "2", "--log-level", "warning",
+                    # gunicorn 27's control socket is one path per user: never share it
+                    "--no-control-socket", self.app]
         return [sys.executable, str(HERE / "serve_app.py"), self.app, "--handler",
                 self.handler, "--server", self.server, "--port", str(self.port), *self.extra]
 
