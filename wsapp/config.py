@@ -123,6 +123,18 @@ class Settings:
         metadata={"help": "per-user push caps, e.g. 'promo=3/day,total=20/day' (repeatable)",
                   "repeat": True},
     )
+    feed: str = field(
+        default="",
+        metadata={"help": "a queue to take pushes and publishes from (repeatable; env: "
+                          "comma-separated): redis://H:P/DB?stream=S&group=G, "
+                          "amqp://U:P@H:P/VHOST?queue=Q or postgresql://U@H/DB?table=T "
+                          "(docs/feeds.md)", "repeat": True},
+    )
+    key_ttl: float = field(
+        default=86400.0,
+        metadata={"help": "seconds a push's or publish's idempotency `key` is remembered: a "
+                          "repeat within it is a no-op (feeds and the HTTP API)"},
+    )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
 
     def validate(self) -> Settings:
@@ -138,7 +150,7 @@ class Settings:
                      "rate_messages", "rate_bytes", "max_connections_per_ip"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative, got {getattr(self, name)}")
-        for name in ("handshake_timeout", "token_ttl", "history_ttl", "push_ttl"):
+        for name in ("handshake_timeout", "token_ttl", "history_ttl", "push_ttl", "key_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be greater than 0, got {getattr(self, name)}")
         if not 1 <= self.deflate_level <= 9:
@@ -146,6 +158,11 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING or "
                              "ERROR")
+        if self.feed:
+            from wsapp.realtime.feeds import check_feed_url, feed_urls
+
+            for url in feed_urls(self.feed):
+                check_feed_url(url)  # a bad URL or a missing client library: one line
         return self
 
     def origins(self) -> list[str]:

@@ -30,6 +30,7 @@ class EngineSettings(Protocol):
     data_dir: str
     history_size: int
     history_ttl: float
+    key_ttl: float
 
 
 def shared(url: str) -> bool:
@@ -64,7 +65,8 @@ def open_engine(kind: str, url: str, settings: EngineSettings) -> Any:
         if kind == "store":
             from wsapp.realtime.engines.redis.store import RedisStore
 
-            return RedisStore(url, settings.history_size, settings.history_ttl)
+            return RedisStore(url, settings.history_size, settings.history_ttl,
+                              settings.key_ttl)
         if kind == "broker":
             from wsapp.realtime.engines.redis.broker import RedisBroker
 
@@ -77,9 +79,9 @@ def open_engine(kind: str, url: str, settings: EngineSettings) -> Any:
     if kind == "store" and url != "memory":
         from wsapp.realtime.engines.sqlite import SQLiteStore
 
-        return SQLiteStore(url, settings.history_size, settings.history_ttl)
+        return SQLiteStore(url, settings.history_size, settings.history_ttl, settings.key_ttl)
     if kind == "store":
-        return memory.MemoryStore(settings.history_size, settings.history_ttl)
+        return memory.MemoryStore(settings.history_size, settings.history_ttl, settings.key_ttl)
     return memory.MemoryBroker() if kind == "broker" else memory.LocalPresence()
 
 
