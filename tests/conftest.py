@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import feedsources
 import pytest
 import serverproc
 import websocket
@@ -225,3 +226,14 @@ def own_redis(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=feedsources.SOURCES)
+def feed_source(request, redis_server):
+    """A fresh Redis Stream, RabbitMQ queue or PostgreSQL outbox table, in turn; removed at
+    the end (tests/feedsources.py)."""
+    source = feedsources.open_source(request.param, redis_server.port)
+    try:
+        yield source
+    finally:
+        source.close()

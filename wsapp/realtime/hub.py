@@ -83,9 +83,10 @@ class Hub(Recovery):
     def pipeline(self) -> Pipeline:
         """The single writer in front of the store and broker (starts the broker)."""
         if self._pipeline is None:
-            broker = self.engines.broker
-            broker.start(self)
-            self._pipeline = Pipeline(self.store, broker)
+            store, broker = self.store, self.engines.broker
+            broker.start(self)  # may wait (Redis subscribes): others may get here meanwhile
+            if self._pipeline is None:  # one writer, however many greenlets started at once
+                self._pipeline = Pipeline(store, broker)
         return self._pipeline
 
     @property
