@@ -22,13 +22,13 @@ from wsapp.realtime.urls import redact
 if TYPE_CHECKING:
     from wsapp.realtime.feeds.base import Feed
 
-# scheme -> (source, the module that imports it, the distribution, the extra that installs it)
+# scheme -> (source, the client module it imports, the extra that installs it)
 SOURCES = {
-    "redis": ("redis", "redis", "redis", "redis"),
-    "rediss": ("redis", "redis", "redis", "redis"),
-    "amqp": ("amqp", "amqp", "amqp", "amqp"),
-    "postgresql": ("postgresql", "psycopg", "psycopg", "postgres"),
-    "postgres": ("postgresql", "psycopg", "psycopg", "postgres"),
+    "redis": ("redis", "redis", "redis"),
+    "rediss": ("redis", "redis", "redis"),
+    "amqp": ("amqp", "amqp", "amqp"),
+    "postgresql": ("postgresql", "psycopg", "postgres"),
+    "postgres": ("postgresql", "psycopg", "postgres"),
 }
 
 
@@ -44,9 +44,9 @@ def check_feed_url(url: str) -> None:
         raise ValueError(f"feed {redact(url)!r}: use redis://HOST:PORT/DB?stream=S&group=G, "
                          "amqp://USER:PASS@HOST:PORT/VHOST?queue=Q or "
                          "postgresql://USER@HOST:PORT/DB?table=T")
-    source, module, _, extra = SOURCES[scheme]
+    _, module, extra = SOURCES[scheme]
     if find_spec(module) is None:
-        raise ValueError(f"feed {redact(url)}: a {source} feed needs the {module} package "
+        raise ValueError(f"feed {redact(url)}: needs the {module} package "
                          f"(pip install 'wsapp[{extra}]')")
     _source_class(scheme).parse(url)  # raises for missing or bad options
 
