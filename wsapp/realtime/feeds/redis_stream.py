@@ -47,7 +47,9 @@ OPTIONS = ("stream", "group", "consumer", "claim_after", "dead", *COMMON_OPTIONS
 FIELD = b"message"
 DEAD_MAXLEN = 100_000
 LAG_SCAN = 10_000  # entries counted at most when Redis cannot tell the group's lag itself
-UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+# Any refusal counts as "not usable now" (the stream or group deleted under us: NOGROUP,
+# UNBLOCKED...): reconnecting recreates what is missing.
+UNREACHABLE = (redis.RedisError, OSError)
 
 
 class RedisStreamFeed:
@@ -101,7 +103,7 @@ class RedisStreamFeed:
             client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
-                raise
+                raise FeedUnavailable(describe(exc)) from None
         except UNREACHABLE as exc:
             raise FeedUnavailable(describe(exc)) from None
         self._own_first = True
