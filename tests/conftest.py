@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import feedsources
 import pytest
 import serverproc
 import websocket
@@ -259,3 +260,14 @@ def browser() -> Iterator:
             yield launched
         finally:
             launched.close()
+
+
+@pytest.fixture(params=feedsources.SOURCES)
+def feed_source(request, redis_server):
+    """A fresh Redis Stream, RabbitMQ queue or PostgreSQL outbox table, in turn; removed at
+    the end (tests/feedsources.py)."""
+    source = feedsources.open_source(request.param, redis_server.port)
+    try:
+        yield source
+    finally:
+        source.close()

@@ -22,6 +22,7 @@ import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from wsapp.config import Settings, from_env
+from wsapp.realtime import start_serving
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
 from wsapp.websocket.tracker import ConnectionTracker
@@ -71,15 +72,20 @@ class Worker(GeventPyWSGIWorker):
                 self.tracker = tracker
 
         self.server_class = Server
-        closer = gevent.spawn(self._close_websockets_on_exit, tracker, settings)
+        stop_background = start_serving(self.wsgi)  # the feeds (--feed), for this worker
+        closer = gevent.spawn(self._close_websockets_on_exit, tracker, settings, stop_background)
         try:
             super().run()
         finally:
             closer.kill(block=False)
+            stop_background(settings.shutdown_timeout)  # a second call returns at once
 
-    def _close_websockets_on_exit(self, tracker: ConnectionTracker, settings: Settings) -> None:
-        """Once gunicorn asks the worker to stop, close every WebSocket with 1001."""
+    def _close_websockets_on_exit(self, tracker: ConnectionTracker, settings: Settings,
+                                  stop_background: Any) -> None:
+        """Once gunicorn asks the worker to stop, stop the feeds and close every WebSocket
+        with 1001."""
         while self.alive:
             gevent.sleep(0.2)
+        stop_background(settings.shutdown_timeout)
         n = tracker.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_timeout)
         self.log.info("wsapp: closed %d WebSocket connection(s) for shutdown", n)

@@ -15,6 +15,7 @@ from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
+from wsapp.realtime import start_serving
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
 from wsapp.websocket.tracker import ConnectionTracker
@@ -92,9 +93,13 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     server.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
+    stop_background = start_serving(server.application)  # the feeds, once serving
     try:
         stopping.wait()
     finally:
         for h in handlers:
             h.cancel()
+        # Feeds first: a round in hand is finished (stored and acknowledged) or left for
+        # redelivery while the connections are still open to receive it.
+        stop_background(settings.shutdown_timeout)
         shutdown(server, settings.shutdown_timeout)

@@ -10,10 +10,17 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from wsapp.realtime.auth import USER_RE, TokenSigner, api_key_ok, load_secret
+from wsapp.realtime.auth import TokenSigner, api_key_ok, load_secret
 from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.hub import get_hub
-from wsapp.realtime.messages import RequestError, check_channel, dumps
+from wsapp.realtime.messages import (
+    RequestError,
+    check_channel,
+    check_data_size,
+    check_key,
+    check_ttl,
+    check_user,
+)
 from wsapp.realtime.pipeline import now_ms
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -53,7 +60,8 @@ def json_body() -> dict[str, Any]:
 @bp.errorhandler(RequestError)
 def on_request_error(exc: RequestError) -> tuple[Response, int]:
     # `unavailable`: the store (Redis) is down, not the request's fault; retry later.
-    return api_error(503 if exc.code == "unavailable" else 400, exc.code, exc.reason)
+    status = {"unavailable": 503, "too_large": 413}.get(exc.code, 400)
+    return api_error(status, exc.code, exc.reason)
 
 
 @bp.errorhandler(HTTPException)
@@ -94,45 +102,32 @@ def _field(body: dict, name: str, kind: type | tuple, required: bool = True) -> 
     return value
 
 
-def _data_size_ok(data: Any) -> tuple[Response, int] | None:
-    size = len(dumps(data).encode("utf-8"))
-    limit = current_app.config["WSAPP"].max_publish_size
-    if size > limit:
-        return api_error(413, "too_large", f"data is {size} bytes; the limit is {limit}")
-    return None
-
-
 @bp.route("/publish", methods=["POST"])
 def publish() -> Any:
-    """`{"channel", "data"}` → `{"msg", "offset"}`: delivered to every subscriber."""
+    """`{"channel", "data", "key"?}` → `{"msg", "offset"}`: delivered to every subscriber."""
     body = json_body()
     channel = _field(body, "channel", str)
     check_channel(channel)
     if "data" not in body:
         raise RequestError("bad_request", "missing field 'data'")
-    too_big = _data_size_ok(body["data"])
-    if too_big:
-        return too_big
-    return jsonify(channel=channel, **get_hub(current_app).publish(channel, body["data"]))
+    key = check_key(body.get("key"))
+    check_data_size(body["data"], current_app.config["WSAPP"].max_publish_size)
+    return jsonify(channel=channel,
+                   **get_hub(current_app).publish(channel, body["data"], key=key))
 
 
 @bp.route("/push", methods=["POST"])
 def push() -> Any:
-    """`{"user", "data", "category"?, "ttl"?}` → delivered / stored / suppressed (429)."""
+    """`{"user", "data", "category"?, "ttl"?, "key"?}` → delivered / stored / suppressed (429)."""
     body = json_body()
-    user = _field(body, "user", str)
-    if not USER_RE.match(user):
-        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    user = check_user(_field(body, "user", str))
     if "data" not in body:
         raise RequestError("bad_request", "missing field 'data'")
     category = _field(body, "category", str, required=False)
-    ttl = _field(body, "ttl", (int, float), required=False)
-    if ttl is not None and ttl <= 0:
-        raise RequestError("bad_request", "'ttl' must be > 0 seconds")
-    too_big = _data_size_ok(body["data"])
-    if too_big:
-        return too_big
-    result = get_hub(current_app).push(user, body["data"], category, ttl)
+    ttl = check_ttl(body.get("ttl"))
+    key = check_key(body.get("key"))
+    check_data_size(body["data"], current_app.config["WSAPP"].max_publish_size)
+    result = get_hub(current_app).push(user, body["data"], category, ttl, key)
     return jsonify(user=user, **result), 429 if result["status"] == "suppressed" else 200
 
 

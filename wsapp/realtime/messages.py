@@ -7,9 +7,11 @@ documented error code, so the route can answer with an `error` frame and keep go
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
+from wsapp.realtime.auth import USER_RE
 from wsapp.realtime.exceptions import RequestError
 
 CHANNEL_RE = re.compile(r"^(?=.{1,128}$)(room|user|sys):[A-Za-z0-9_.:@-]+$")
@@ -75,6 +77,44 @@ def check_channel(name: str, request_id: Any = None) -> str:
         raise RequestError("bad_channel", f"bad channel name {name!r}: use room:<name>, "
                            "user:<id> or sys:<name>", request_id)
     return name.split(":", 1)[0]
+
+
+# -- the fields of a publish or push from the HTTP API or a feed (one set of rules) ----------
+
+KEY_MAX = 200  # characters of an idempotency key
+
+
+def check_user(user: Any) -> str:
+    """A user id (auth.USER_RE), or RequestError bad_request."""
+    if not isinstance(user, str) or not USER_RE.match(user):
+        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    return user
+
+
+def check_ttl(ttl: Any) -> float | None:
+    """A push's ttl in seconds (None: the default), or RequestError bad_request."""
+    if ttl is None:
+        return None
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl) \
+            or ttl <= 0:
+        raise RequestError("bad_request", "'ttl' must be a finite number of seconds > 0")
+    return ttl
+
+
+def check_key(key: Any) -> str | None:
+    """An idempotency key (None: none), or RequestError bad_request."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= KEY_MAX:
+        raise RequestError("bad_request", f"'key' must be a string of 1-{KEY_MAX} characters")
+    return key
+
+
+def check_data_size(data: Any, limit: int) -> None:
+    """RequestError too_large when `data` is over `limit` bytes of JSON."""
+    size = len(dumps(data).encode("utf-8"))
+    if size > limit:
+        raise RequestError("too_large", f"data is {size} bytes; the limit is {limit}")
 
 
 def ok(request_id: Any, **fields: Any) -> str:

@@ -66,12 +66,30 @@ class RealtimeOptions(WebSocketOptions):
                   "repeat": True},
     )
 
+    feed: str = field(
+        default="",
+        metadata={"help": "a queue to take pushes and publishes from (repeatable; env: "
+                          "comma-separated): redis://H:P/DB?stream=S&group=G, "
+                          "amqp://U:P@H:P/VHOST?queue=Q or postgresql://U@H/DB?table=T "
+                          "(docs/feeds.md)", "repeat": True},
+    )
+    key_ttl: float = field(
+        default=86400.0,
+        metadata={"help": "seconds a push's or publish's idempotency `key` is remembered: a "
+                          "repeat within it is a no-op (feeds and the HTTP API)"},
+    )
+
     def validate(self: T) -> T:
         """Raise ValueError naming the first setting out of range; return self."""
         super().validate()
         self.check(at_least_one=("max_subscriptions", "max_publish_size", "history_size"),
                    not_negative=("rate_messages", "rate_bytes"),
-                   positive=("token_ttl", "history_ttl", "push_ttl"))
+                   positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
+        if self.feed:
+            from wsapp.realtime.feeds import check_feed_url, feed_urls
+
+            for url in feed_urls(self.feed):
+                check_feed_url(url)  # a bad URL or a missing client library: one line
         return self
 
     def store_url(self) -> str:

@@ -67,8 +67,10 @@ def metrics() -> Response:
 
 @bp.route("/healthz")
 def healthz() -> Response:
-    """Liveness for load balancers."""
-    return jsonify(status="ok")
+    """Liveness for load balancers; each feed's state and counts when there are feeds (a
+    feed that is down does not make the server unhealthy: its messages wait at the source)."""
+    feeds = current_app.extensions.get("wsapp.feeds")
+    return jsonify(status="ok", **({"feeds": feeds.health()} if feeds is not None else {}))
 
 
 @bp.route("/static/wsapp.js")
