@@ -1,11 +1,13 @@
-"""Servers under test: one Flask echo app on gevent (stock or wsapp handler) and a websockets echo.
+"""Servers under test: one Flask echo app on gevent (stock or wsapp handler) and a websockets echo;
+with ``--app socketio``, a Flask-SocketIO app on either gevent handler instead.
 
-Run as ``python bench/apps.py stock|wsapp|websockets --port P``.  Every server listens on
-127.0.0.1, logs no per-request lines, never negotiates permessage-deflate and raises its own
-RLIMIT_NOFILE to the hard limit.  Keepalive pings stay at each server's default (none in
-stock, 20 s in wsapp and websockets).  With ``--tracemalloc N`` the process traces Python
-allocations and, on SIGUSR1, writes ``{"current": .., "peak": ..}`` to ``--stats-file`` (and
-a snapshot to ``--snapshot-prefix``<n>.pickle when given) so the Python heap can be diffed.
+Run as ``python bench/apps.py stock|wsapp|websockets --port P [--app echo|socketio]``.
+Every server listens on 127.0.0.1, logs no per-request lines, never negotiates
+permessage-deflate and raises its own RLIMIT_NOFILE to the hard limit.  Keepalive pings stay
+at each server's default (none in stock, 20 s in wsapp and websockets).  With
+``--tracemalloc N`` the process traces Python allocations and, on SIGUSR1, writes
+``{"current": .., "peak": ..}`` to ``--stats-file`` (and a snapshot to
+``--snapshot-prefix``<n>.pickle when given) so the Python heap can be diffed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,29 @@ def make_flask_app() -> Any:
     return app
 
 
+def make_socketio_app() -> Any:
+    """A Flask-SocketIO app (async_mode="gevent") for bench/socketio_bench.py: "echo" answers
+    with its data as the ack; "shout" broadcasts "shouted" to every client."""
+    from flask import Flask
+    from flask_socketio import SocketIO, emit
+
+    app = Flask("socketio_bench")
+    socketio = SocketIO(app, async_mode="gevent", logger=False, engineio_logger=False)
+
+    @socketio.on("echo")
+    def echo(data: Any) -> Any:
+        return data
+
+    @socketio.on("shout")
+    def shout(data: Any) -> None:
+        emit("shouted", data, broadcast=True)
+
+    return app
+
+
+APPS = {"echo": make_flask_app, "socketio": make_socketio_app}
+
+
 def handler_class(kind: str) -> type:
     """The gevent-websocket compatible handler class for ``kind`` (stock or wsapp)."""
     if kind == "stock":
@@ -95,8 +120,8 @@ class _Stats:
             os.replace(tmp, self.stats_file)
 
 
-def run_gevent(kind: str, host: str, port: int, stats: _Stats) -> None:
-    """Serve the Flask echo app with gevent.pywsgi and the chosen handler class."""
+def run_gevent(kind: str, host: str, port: int, stats: _Stats, app_name: str = "echo") -> None:
+    """Serve a Flask app (APPS) with gevent.pywsgi and the chosen handler class."""
     from gevent import monkey
 
     monkey.patch_all()
@@ -108,7 +133,7 @@ def run_gevent(kind: str, host: str, port: int, stats: _Stats) -> None:
     for name in ("wsapp", "geventwebsocket"):  # no per-connection log lines
         logging.getLogger(name).setLevel(logging.WARNING)
     handler = handler_class(kind)
-    app = make_flask_app()
+    app = APPS[app_name]()
     server = WSGIServer((host, port), app, handler_class=handler, log=None, backlog=1024)
     gevent.signal_handler(signal.SIGUSR1, stats.dump)
     server.serve_forever()
@@ -150,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run one server until killed."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("server", choices=SERVERS)
+    ap.add_argument("--app", choices=sorted(APPS), default="echo",
+                    help="the Flask app the gevent servers serve (websockets: echo only)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cpu", type=int, default=None, help="pin this process to one CPU")
@@ -170,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.server == "websockets":
         run_websockets(args.host, args.port, stats)
     else:
-        run_gevent(args.server, args.host, args.port, stats)
+        run_gevent(args.server, args.host, args.port, stats, args.app)
 
 
 if __name__ == "__main__":

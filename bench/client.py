@@ -88,6 +88,17 @@ def check_response(head: bytes, accept: bytes) -> None:
 
 def open_ws(host: str, port: int, path: str, timeout: float = 10.0) -> socket.socket:
     """Blocking connect + handshake; returns the socket positioned at the first frame."""
+    sock, rest = open_ws_early(host, port, path, timeout)
+    if rest:
+        sock.close()
+        raise ValueError("unexpected data after the handshake")
+    return sock
+
+
+def open_ws_early(host: str, port: int, path: str, timeout: float = 10.0
+                  ) -> tuple[socket.socket, bytes]:
+    """Like open_ws, for servers that speak first: also returns the bytes that came with the
+    101 response (the start of the first frames)."""
     sock = socket.create_connection((host, port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     req, accept = handshake_request(host, port, path)
@@ -100,9 +111,29 @@ def open_ws(host: str, port: int, path: str, timeout: float = 10.0) -> socket.so
         buf += data
     head, _, rest = buf.partition(b"\r\n\r\n")
     check_response(head, accept)
-    if rest:
-        raise ValueError("unexpected data after the handshake")
-    return sock
+    return sock, rest
+
+
+def split_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The complete (unmasked, server-sent) frames at the start of ``buf`` as (opcode,
+    payload), and the bytes of an incomplete frame left after them."""
+    frames = []
+    pos, size = 0, len(buf)
+    while size - pos >= 2:
+        op, n, hdr = buf[pos] & 0x0F, buf[pos + 1] & 0x7F, 2
+        if n == 126:
+            if size - pos < 4:
+                break
+            n, hdr = struct.unpack_from("!H", buf, pos + 2)[0], 4
+        elif n == 127:
+            if size - pos < 10:
+                break
+            n, hdr = struct.unpack_from("!Q", buf, pos + 2)[0], 10
+        if size - pos < hdr + n:
+            break
+        frames.append((op, buf[pos + hdr : pos + hdr + n]))
+        pos += hdr + n
+    return frames, buf[pos:]
 
 
 # --- process measurements -------------------------------------------------------------------
@@ -458,16 +489,8 @@ class IdleFleet:
 
     def _frames(self, s: socket.socket, data: bytes) -> None:
         """Answer pings; a close frame counts the connection as lost."""
-        buf = self.bufs.pop(s, b"") + data
-        while len(buf) >= 2:
-            op, n, hdr = buf[0] & 0x0F, buf[1] & 0x7F, 2
-            if n == 126:
-                n, hdr = (struct.unpack_from("!H", buf, 2)[0], 4) if len(buf) >= 4 else (-1, 0)
-            elif n == 127:
-                n, hdr = (struct.unpack_from("!Q", buf, 2)[0], 10) if len(buf) >= 10 else (-1, 0)
-            if n < 0 or len(buf) < hdr + n:
-                break
-            payload, buf = buf[hdr : hdr + n], buf[hdr + n :]
+        frames, buf = split_frames(self.bufs.pop(s, b"") + data)
+        for op, payload in frames:
             if op == 0x9:
                 s.send(client_frame(payload, 0xA))
                 self.pongs += 1

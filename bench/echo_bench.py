@@ -47,7 +47,10 @@ TARGETS = {
 # --- machine and processes ------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
+VERSIONED = ("gevent", "greenlet", "gevent-websocket", "flask", "werkzeug", "websockets")
+
+
+def machine_info(packages: tuple[str, ...] = VERSIONED) -> dict[str, Any]:
     """Date, CPU model, cores and the versions of everything under test."""
     model = "unknown"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -56,7 +59,7 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for pkg in ("gevent", "greenlet", "gevent-websocket", "flask", "werkzeug", "websockets"):
+    for pkg in packages:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -116,13 +119,15 @@ def free_port() -> int:
 class Server:
     """One bench/apps.py process pinned to a CPU."""
 
-    def __init__(self, kind: str, cpu: int | None, workdir: str, tracemalloc: bool = False):
+    def __init__(self, kind: str, cpu: int | None, workdir: str, tracemalloc: bool = False,
+                 app: str = "echo"):
         self.kind = kind
         self.port = free_port()
         stats = os.path.join(workdir, f"{kind}-{self.port}.stats")
         self.stats_file = stats if tracemalloc else None
         self.err_path = os.path.join(workdir, f"{kind}-{self.port}.err")
-        cmd = [sys.executable, str(HERE / "apps.py"), kind, "--port", str(self.port)]
+        cmd = [sys.executable, str(HERE / "apps.py"), kind, "--port", str(self.port),
+               "--app", app]
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]
         if tracemalloc:
@@ -167,13 +172,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def servers(kinds: list[str], cpu: int | None, workdir: str, tracemalloc: bool = False
-            ) -> Iterator[dict[str, Server | str]]:
+def servers(kinds: list[str], cpu: int | None, workdir: str, tracemalloc: bool = False,
+            app: str = "echo") -> Iterator[dict[str, Server | str]]:
     """Start servers; yields kind -> Server, or kind -> error string for one that failed."""
     started: dict[str, Server | str] = {}
     try:
         for kind in kinds:
-            srv = Server(kind, cpu, workdir, tracemalloc)
+            srv = Server(kind, cpu, workdir, tracemalloc, app)
             started[kind] = srv
             try:
                 srv.wait_ready()

@@ -1,4 +1,5 @@
-"""Shared fixtures: real wsapp servers in subprocesses on free 127.0.0.1 ports.
+"""Shared fixtures: real wsapp servers in subprocesses on free 127.0.0.1 ports, and the one
+headless system Chromium the browser tests share.
 
 A `ServerProcess` runs `serve.py` (or a test app script taking the same flags), logs to a
 file the tests read, and is stopped by its PID: SIGTERM, then SIGKILL after a timeout. It also
@@ -10,16 +11,23 @@ from __future__ import annotations
 import collections
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import feedsources
 import pytest
 import serverproc
 import websocket
 from redisproc import RedisServer
 from serverproc import SERVE, free_port, port_open
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
 
 _UPGRADE = re.compile(r"wsapp\.websocket\.handler: upgrade (\S+) ")
 _CLOSE = re.compile(r"wsapp\.websocket\.handler: close (\S+) ")
@@ -225,3 +233,41 @@ def own_redis(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+def chromium_path() -> str | None:
+    """The system Chromium, if there is one."""
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    """One headless system Chromium for the whole session (tests/e2e and tests/compat):
+    Playwright's own browser downloads are never used, and a session can hold only one
+    sync Playwright."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("no system chromium (tests/run.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture(params=feedsources.SOURCES)
+def feed_source(request, redis_server):
+    """A fresh Redis Stream, RabbitMQ queue or PostgreSQL outbox table, in turn; removed at
+    the end (tests/feedsources.py)."""
+    source = feedsources.open_source(request.param, redis_server.port)
+    try:
+        yield source
+    finally:
+        source.close()

@@ -149,14 +149,18 @@ def _distribution(module: str, installed: dict[str, list[str]]) -> str:
 
 def test_runtime_dependencies_are_exactly_what_the_server_imports(wheels):
     """Requires-Dist without an extra == the distributions imported by wsapp/ outside the
-    load tester, the Redis engine and the gunicorn worker; those three are extras."""
+    load tester, the Redis engine, the feeds' sources and the gunicorn worker; those are
+    extras."""
     imported: dict[str, set[str]] = {"": set(), "redis": set(), "gunicorn": set(),
-                                     "loadtest": set()}
+                                     "loadtest": set(), "amqp": set(), "postgres": set()}
     installed = packages_distributions()
     for path in (ROOT / "wsapp").rglob("*.py"):
         rel = path.relative_to(ROOT / "wsapp").as_posix()
         extra = ("loadtest" if rel.startswith("loadtest/") else
                  "redis" if rel.startswith("realtime/engines/redis/") else
+                 "redis" if rel == "realtime/feeds/redis_stream.py" else
+                 "amqp" if rel == "realtime/feeds/rabbitmq.py" else
+                 "postgres" if rel == "realtime/feeds/postgres.py" else
                  "gunicorn" if rel == "gunicorn.py" else "")
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -177,7 +181,7 @@ def test_runtime_dependencies_are_exactly_what_the_server_imports(wheels):
         extra = re.search(r"extra == ['\"](\w+)['\"]", req)
         declared[extra.group(1) if extra else ""].add(name)
     assert declared[""] == imported[""]
-    for extra in ("redis", "gunicorn", "loadtest"):
+    for extra in ("redis", "gunicorn", "loadtest", "amqp", "postgres"):
         assert imported[extra] - imported[""] == declared[extra], extra
 
 

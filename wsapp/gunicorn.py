@@ -22,6 +22,7 @@ import gevent
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from wsapp.config import Settings, from_env
+from wsapp.realtime.state import AppState
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
@@ -64,7 +65,7 @@ class Worker(GeventPyWSGIWorker):
         realtime = realtime_of(self.wsgi)
         if realtime is not None:  # /metrics counts every route's connections
             realtime.tracker = tracker
-            realtime.start()  # a bad or unreachable engine shows at start
+            realtime.start()  # engines (a bad or unreachable one shows at start), feeds
 
         class Server(PyWSGIServer):
             """The pywsgi server carrying what wsapp's handler reads from it."""
@@ -75,15 +76,21 @@ class Worker(GeventPyWSGIWorker):
                 self.tracker = tracker
 
         self.server_class = Server
-        closer = gevent.spawn(self._close_websockets_on_exit, tracker, settings)
+        closer = gevent.spawn(self._close_websockets_on_exit, tracker, settings, realtime)
         try:
             super().run()
         finally:
             closer.kill(block=False)
+            if realtime is not None:
+                realtime.stop(settings.shutdown_timeout)  # a second call returns at once
 
-    def _close_websockets_on_exit(self, tracker: ConnectionTracker, settings: Settings) -> None:
-        """Once gunicorn asks the worker to stop, close every WebSocket with 1001."""
+    def _close_websockets_on_exit(self, tracker: ConnectionTracker, settings: Settings,
+                                  realtime: AppState | None) -> None:
+        """Once gunicorn asks the worker to stop, stop the feeds and close every WebSocket
+        with 1001."""
         while self.alive:
             gevent.sleep(0.2)
+        if realtime is not None:
+            realtime.stop(settings.shutdown_timeout)
         n = tracker.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_timeout)
         self.log.info("wsapp: closed %d WebSocket connection(s) for shutdown", n)

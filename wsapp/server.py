@@ -98,7 +98,7 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     handlers = [gevent.signal_handler(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
     server.start()
     realtime = realtime_of(server.application)
-    if realtime is not None:  # open the engines now: a bad or unreachable one shows at start
+    if realtime is not None:  # engines now (a bad or unreachable one shows at start), feeds
         realtime.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
@@ -107,4 +107,8 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     finally:
         for h in handlers:
             h.cancel()
+        # Feeds first: a round in hand is finished (stored and acknowledged) or left for
+        # redelivery while the connections are still open to receive it.
+        if realtime is not None:
+            realtime.stop(settings.shutdown_timeout)
         shutdown(server, settings.shutdown_timeout)

@@ -1,12 +1,11 @@
 """Browser tests: the real serve.py on a free port, driven by the system Chromium.
 
-Playwright's own browser downloads are never used: tests launch the Chromium the machine
-has (tests/run.sh installs it). Screenshots go to artifacts/screenshots/.
+The `browser` fixture (the system Chromium, never Playwright's own downloads) is in
+tests/conftest.py, shared with tests/compat. Screenshots go to artifacts/screenshots/.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,18 +16,6 @@ import serverproc
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-
-
-def chromium_path() -> str | None:
-    """The system Chromium, if there is one."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 class Server:
@@ -64,22 +51,6 @@ class Server:
 
     def log(self) -> str:
         return serverproc.read_log(self.log_path, 4000)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator:
-    """One headless system Chromium for the whole session."""
-    path = chromium_path()
-    if path is None:
-        pytest.skip("no system chromium (tests/run.sh installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="session")

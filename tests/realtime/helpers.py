@@ -296,6 +296,24 @@ class RealtimeServer:
                 return m
             time.sleep(0.1)
 
+    def feed(self) -> dict:
+        """The first feed's entry on /healthz (tests run one feed per server)."""
+        status, _, body = self.http("GET", "/healthz")
+        assert status == 200, (status, body[:500])
+        return json.loads(body)["feeds"][0]
+
+    def wait_feed(self, predicate, timeout: float = TIMEOUT, what: str = "feed state") -> dict:
+        """Poll /healthz until `predicate(feed entry)` holds; AssertionError if it does not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            feed = self.feed()
+            if predicate(feed):
+                return feed
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not reached in {timeout}s: {feed}\n"
+                                     f"{self.log()[-3000:]}")
+            time.sleep(0.1)
+
     # -- WebSockets ------------------------------------------------------------------------
 
     def url(self, token: str | None = None) -> str:

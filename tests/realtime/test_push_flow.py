@@ -208,3 +208,21 @@ def test_fatigue_caps_per_category_and_total(srv):
 def test_api_errors(srv, method, path, body, raw, key, status, code):
     got_status, got = api(srv, method, path, body, key=key, raw=raw)
     assert got_status == status and got["error"] == code and got["reason"]
+
+
+def test_an_http_retry_with_the_same_key_is_answered_once(srv):
+    body = {"user": "kim", "data": "once", "category": "promo", "key": "req-1"}
+    code, first = api(srv, "POST", "/api/push", body)
+    assert code == 200 and "duplicate" not in first
+    code, again = api(srv, "POST", "/api/push", {**body, "data": "ignored"})
+    assert code == 200 and again["duplicate"] is True
+    assert (again["msg"], again["offset"]) == (first["msg"], first["offset"])
+    _, records = api(srv, "GET", "/api/users/kim/messages")
+    assert [r["data"] for r in records["messages"]] == ["once"]  # and one promo counted:
+    assert api(srv, "POST", "/api/push", {"user": "kim", "data": 2, "category": "promo"})[0] \
+        == 200
+    code, pub = api(srv, "POST", "/api/publish", {"channel": "room:k", "data": 1, "key": "p"})
+    code2, pub2 = api(srv, "POST", "/api/publish", {"channel": "room:k", "data": 2, "key": "p"})
+    assert code == code2 == 200 and pub2 == {**pub, "duplicate": True}
+    code, bad = api(srv, "POST", "/api/push", {"user": "kim", "data": 1, "key": ""})
+    assert code == 400 and "'key' must be a string" in bad["reason"]

@@ -8,7 +8,6 @@ Everything but /config and /tokens needs the API key, unless the server is in de
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
@@ -17,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from wsapp.realtime.auth import api_key_ok, valid_user
 from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.exceptions import RequestError
-from wsapp.realtime.messages import dumps, loads
+from wsapp.realtime.messages import check_data_size, check_key, check_ttl, check_user, loads
 from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import check_channel
 from wsapp.realtime.state import AppState, state_of
@@ -25,7 +24,7 @@ from wsapp.realtime.state import AppState, state_of
 bp = Blueprint("wsapp_api", __name__)
 
 PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token", "wsapp_api.not_found")  # mint checks
-MAX_TTL = 30 * 86400.0  # the longest token or push ttl the API takes
+MAX_TOKEN_TTL = 30 * 86400.0  # the longest token the API mints
 
 
 def api_error(status: int, code: str, reason: str) -> tuple[Response, int]:
@@ -120,45 +119,37 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
     return value
 
 
-def _seconds(body: dict[str, Any], name: str) -> float | None:
-    """An optional duration: a finite number of seconds, 0 < value <= 30 days."""
-    value = _field(body, name, (int, float), required=False)
-    if value is not None and not (math.isfinite(value) and 0 < value <= MAX_TTL):
-        raise RequestError("bad_request", f"'{name}' must be seconds, more than 0 and at "
-                           "most 30 days")
-    return value
-
-
 def _data(state: AppState, body: dict[str, Any]) -> Any:
     if "data" not in body:
         raise RequestError("bad_request", "missing field 'data'")
-    size = len(dumps(body["data"]).encode("utf-8", "surrogatepass"))
-    limit = state.settings.max_publish_size
-    if size > limit:
-        raise RequestError("too_large", f"data is {size} bytes; the limit is {limit}")
+    check_data_size(body["data"], state.settings.max_publish_size)
     return body["data"]
 
 
 @bp.route("/publish", methods=["POST"])
 def publish() -> Any:
-    """`{"channel", "data"}` → `{"msg", "offset"}`: delivered to every subscriber."""
+    """`{"channel", "data", "key"?}` → `{"msg", "offset"}`: delivered to every subscriber;
+    a repeated `key` publishes nothing and answers the first result (`duplicate: true`)."""
     state = state_of()
     body = json_body()
     channel = _channel(body)
     data = _data(state, body)
-    return jsonify(channel=channel, **state.hub.publish(channel, data))
+    key = check_key(body.get("key"))
+    return jsonify(channel=channel, **state.hub.publish(channel, data, key=key))
 
 
 @bp.route("/push", methods=["POST"])
 def push() -> Any:
-    """`{"user", "data", "category"?, "ttl"?}` → delivered / stored / suppressed (429)."""
+    """`{"user", "data", "category"?, "ttl"?, "key"?}` → delivered / stored / suppressed
+    (429); a repeated `key` pushes nothing and answers the first result."""
     state = state_of()
     body = json_body()
     user = _user(body)
     category = _field(body, "category", str, required=False)
-    ttl = _seconds(body, "ttl")
+    ttl = check_ttl(body.get("ttl"))
+    key = check_key(body.get("key"))
     data = _data(state, body)
-    result = state.hub.push(user, data, category, ttl)
+    result = state.hub.push(user, data, category, ttl, key)
     return jsonify(user=user, **result), 429 if result["status"] == "suppressed" else 200
 
 
@@ -199,15 +190,12 @@ def revoke(user: str) -> Any:
     """Refuse every token the user holds now and close their connections (4401)."""
     if not valid_user(user):
         raise RequestError("bad_request", "not a user id")
-    state_of().rt.revoke_tokens(user)
+    state_of().revoke_tokens(user)
     return jsonify(user=user, revoked=True)
 
 
 def _user(body: dict[str, Any]) -> str:
-    user = _field(body, "user", str)
-    if not valid_user(user):
-        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
-    return user
+    return check_user(_field(body, "user", str))
 
 
 def _channel(body: dict[str, Any]) -> str:
@@ -273,7 +261,9 @@ def mint_token() -> Any:
     if denied:
         return denied
     body = json_body()
-    ttl = _seconds(body, "ttl")
+    ttl = check_ttl(body.get("ttl"))
+    if ttl is not None and ttl > MAX_TOKEN_TTL:
+        raise RequestError("bad_request", "'ttl' must be at most 30 days")
     try:
         token, expires = state.tokens.mint(body.get("user"), ttl)
     except ValueError as exc:
@@ -285,7 +275,7 @@ def mint_token() -> Any:
 def config() -> Any:
     """What pages need to know: demo mode or not, and where the client is."""
     state = state_of()
-    return jsonify(demo=state.demo, client=state.rt.client_url)
+    return jsonify(demo=state.demo, client=state.client_url)
 
 
 @bp.route("/presence")

@@ -19,7 +19,6 @@ operations on connections reach every process through the broker.
 from __future__ import annotations
 
 import json
-import time
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -28,11 +27,11 @@ from flask import Flask, current_app, has_app_context
 
 from wsapp.realtime.auth import valid_user
 from wsapp.realtime.exceptions import Reject
+from wsapp.realtime.hooks import Hooks
 from wsapp.realtime.operations import CLOSE_DISCONNECT
 from wsapp.realtime.options import RealtimeOptions
 from wsapp.realtime.policy import (
     ChannelOptions,
-    Policy,
     check_channel,
     check_pattern,
     parse_channels,
@@ -47,12 +46,8 @@ class Realtime:
     """The Flask extension: `Realtime(app)` or `Realtime()` + `init_app(app)`."""
 
     def __init__(self, app: Flask | None = None) -> None:
-        self.policy = Policy()
-        self.auth_hook: Callable[[], Any] | None = None
-        self.rpc_handlers: dict[str, Callable[[str | None, Any], Any]] = {}
-        self.connect_hooks: list[Callable[[str | None, Any], Any]] = []
-        self.disconnect_hooks: list[Callable[[str | None, Any], Any]] = []
-        self.error_handlers: list[tuple[type[BaseException], Callable[[Any], Any]]] = []
+        self.hooks = Hooks()
+        self.policy = self.hooks.policy
         # The states of the apps this serves, weakly: an app that goes takes its state along.
         self._states: weakref.WeakSet[AppState] = weakref.WeakSet()
         if app is not None:
@@ -72,7 +67,7 @@ class Realtime:
             config[env_name("channels")] = json.dumps(channels)
         settings = from_mapping(RealtimeOptions, config)
         self.policy.channels.extend(parse_channels(settings.channels))
-        state = AppState(self, settings)
+        state = AppState(self.hooks, settings)
         app.extensions[EXTENSION] = state
         self._states.add(state)
         from wsapp.realtime import api, views
@@ -87,7 +82,7 @@ class Realtime:
             app = current_app
         if app is not None:
             state = app.extensions.get(EXTENSION)
-            if state is None or state.rt is not self:
+            if state is None or state.hooks is not self.hooks:
                 raise RuntimeError(f"this Realtime is not set up on the app {app.name!r}")
             return state
         states = list(self._states)
@@ -100,7 +95,7 @@ class Realtime:
     def client_url(self) -> str:
         """Where the JS client (an ES module) is served, for a page's
         `<script type="module">import {WsClient} from "…"</script>`."""
-        return f"{self.state().settings.url_prefix}/wsapp.js"
+        return self.state().client_url
 
     # -- policy: the app's hooks -------------------------------------------------------
 
@@ -108,7 +103,7 @@ class Realtime:
         """`@rt.authenticate`: name the user of a new /ws connection from the handshake's
         request (session, cookies, headers): return a user id, None for anonymous, or raise
         Reject. Replaces the default, the `?token=` JWT (`rt.identify(token)` checks one)."""
-        self.auth_hook = fn
+        self.hooks.authenticate = fn
         return fn
 
     def on_subscribe(self, pattern: str) -> Callable[[F], F]:
@@ -133,19 +128,19 @@ class Realtime:
         """`@rt.rpc("start_job")`: `fn(user, params)` answers `client.rpc("start_job",
         params)` with its (JSON) return value; Reject answers with an error."""
         def register(fn: F) -> F:
-            self.rpc_handlers[name] = fn
+            self.hooks.rpc[name] = fn
             return fn
         return register
 
     def on_connect(self, fn: F) -> F:
         """`@rt.on_connect`: `fn(user, conn)` once a connection is registered; Reject closes
         it (4403, or 4401 for "unauthorized")."""
-        self.connect_hooks.append(fn)
+        self.hooks.connect.append(fn)
         return fn
 
     def on_disconnect(self, fn: F) -> F:
         """`@rt.on_disconnect`: `fn(user, conn)` when a connection has gone."""
-        self.disconnect_hooks.append(fn)
+        self.hooks.disconnect.append(fn)
         return fn
 
     def on_error(self, kind: type[BaseException] | Callable[..., Any] = Exception) -> Any:
@@ -154,10 +149,10 @@ class Realtime:
         returning None leaves it an `internal_error` (logged with its traceback)."""
         if isinstance(kind, type) and issubclass(kind, BaseException):
             def register(fn: F) -> F:
-                self.error_handlers.append((kind, fn))
+                self.hooks.errors.append((kind, fn))
                 return fn
             return register
-        self.error_handlers.append((Exception, kind))
+        self.hooks.errors.append((Exception, kind))
         return kind
 
     def channel(self, pattern: str, **options: Any) -> None:
@@ -236,12 +231,7 @@ class Realtime:
         """Refuse every token `user` holds now (new ones still work), on every process; and
         close the user's connections (4401) unless `disconnect` is False."""
         _check_user(user)
-        state = self.state()
-        # `iat` counts whole seconds: refuse the current one too, or a token issued earlier
-        # in this second would pass (one minted later in it is refused: mint again a second on).
-        state.hub.store.revoke(user, (int(time.time()) + 1) * 1000)
-        if disconnect:
-            state.hub.request_disconnect(user, 4401, "token revoked")
+        self.state().revoke_tokens(user, disconnect)
 
 
 def _check_user(user: Any) -> None:

@@ -34,7 +34,7 @@ import gevent
 
 from wsapp.realtime.client import Client
 from wsapp.realtime.engines import Engines
-from wsapp.realtime.engines.base import SUPPRESSED, Broker, Presence, Store
+from wsapp.realtime.engines.base import SUPPRESSED, Broker, Job, Presence, Replay, Store
 from wsapp.realtime.limits import parse_quotas
 from wsapp.realtime.messages import dumps, envelope_offset, message_raw
 from wsapp.realtime.operations import Operations
@@ -86,9 +86,10 @@ class Hub(Recovery, Operations):
     def pipeline(self) -> Pipeline:
         """The single writer in front of the store and broker (starts the broker)."""
         if self._pipeline is None:
-            broker = self.engines.broker
-            broker.start(self)
-            self._pipeline = Pipeline(self.store, broker)
+            store, broker = self.store, self.engines.broker
+            broker.start(self)  # may wait (Redis subscribes): others may get here meanwhile
+            if self._pipeline is None:  # one writer, however many greenlets started at once
+                self._pipeline = Pipeline(store, broker)
         return self._pipeline
 
     @property
@@ -217,38 +218,55 @@ class Hub(Recovery, Operations):
     # -- delivery --------------------------------------------------------------------
 
     def publish(self, channel: str, data: Any, sender: str | None = None,
-                persist: bool = True) -> dict:
+                persist: bool = True, key: str | None = None) -> dict:
         """Store the message (id, next offset) and deliver it to every subscriber anywhere.
 
         `persist=False` is for live feeds nobody replays (a dashboard tick): no store write,
-        no history, and the message carries `"offset": null`.
+        no history, and the message carries `"offset": null`. `key` is an idempotency key
+        (engines/base.py): a repeat within key_ttl stores and delivers nothing and answers
+        the first call's msg and offset, with `"duplicate": true`.
         """
-        msg = self.new_id()
         if not persist:
+            msg = self.new_id()
             pipeline = self.pipeline  # makes sure the broker is started
             pipeline.broker.publish(channel, message_raw(channel, None, msg, dumps(data),
                                                          sender, now_ms()))
             return {"msg": msg, "offset": None}
-        offset = self.pipeline.submit(("publish", channel, msg, sender, now_ms(), dumps(data)))
-        return {"msg": msg, "offset": offset}
+        job = self.publish_job(channel, data, sender, key)
+        msg, offset, duplicate = _replayed(job, self.pipeline.submit(job))
+        return {"msg": msg, "offset": offset, **({"duplicate": True} if duplicate else {})}
+
+    def publish_job(self, channel: str, data: Any, sender: str | None = None,
+                    key: str | None = None) -> Job:
+        """The store job of a publish (a feed submits many at once: Pipeline.submit_all)."""
+        return ("publish", channel, self.new_id(), sender, now_ms(), dumps(data), key)
 
     def push(self, user: str, data: Any, category: str | None = None,
-             ttl: float | None = None) -> dict:
+             ttl: float | None = None, key: str | None = None) -> dict:
         """A personal message to `user`, kept until acked; quotas may suppress it.
 
         Returns msg, status ("delivered" when one of the user's connections got it, "stored"
-        when the user is offline, "suppressed" by a quota), reason and offset.
+        when the user is offline, "suppressed" by a quota), reason and offset. With a `key`
+        seen within key_ttl nothing is stored, delivered or counted against a quota: the
+        first call's msg, status and offset come back, with `"duplicate": true`.
         """
-        msg = self.new_id()
-        ts = now_ms()
-        ttl = self.settings.push_ttl if ttl is None else ttl
-        status, reason, offset = self.pipeline.submit(
-            ("push", user, msg, ts, dumps(data), category, ts + int(ttl * 1000), self.quotas))
+        job = self.push_job(user, data, category, ttl, key)
+        msg, (status, reason, offset), duplicate = _replayed(job, self.pipeline.submit(job))
+        extra = {"duplicate": True} if duplicate else {}
         if status == SUPPRESSED:
-            return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None}
+            return {"msg": msg, "status": "suppressed", "reason": reason, "offset": None,
+                    **extra}
         online = self.presence_engine.is_online(user)  # a tab on any process counts
         return {"msg": msg, "status": "delivered" if online else "stored", "reason": None,
-                "offset": offset}
+                "offset": offset, **extra}
+
+    def push_job(self, user: str, data: Any, category: str | None = None,
+                 ttl: float | None = None, key: str | None = None) -> Job:
+        """The store job of a push (ttl defaults to push_ttl; this process's quotas)."""
+        ts = now_ms()
+        ttl = self.settings.push_ttl if ttl is None else ttl
+        return ("push", user, self.new_id(), ts, dumps(data), category, ts + int(ttl * 1000),
+                self.quotas, key)
 
     def ack(self, user: str, msg: str) -> str | None:
         """Record `user`'s ack of `msg`; the status after, or None if it is not theirs."""
@@ -366,3 +384,10 @@ class Hub(Recovery, Operations):
         figures["users"] = local["users"]  # already counted everywhere
         figures["channels"] = presence.channel_count()
         return figures
+
+
+def _replayed(job: Job, value: Any) -> tuple[str, Any, bool]:
+    """(msg, result, duplicate) of a publish or push job: a Replay's are the first run's."""
+    if isinstance(value, Replay):
+        return value.msg, value.result, True
+    return job[2], value, False

@@ -7,8 +7,10 @@ documented error code, so the route can answer with an `error` frame and keep go
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from wsapp.realtime.auth import valid_user
 from wsapp.realtime.exceptions import RequestError
 from wsapp.realtime.policy import check_channel
 
@@ -85,6 +87,44 @@ def parse_request(text: str) -> dict[str, Any]:
     if "channel" in req:
         check_channel(req["channel"], request_id)
     return req
+
+
+# -- the fields of a publish or push from the HTTP API or a feed (one set of rules) ----------
+
+KEY_MAX = 200  # characters of an idempotency key
+
+
+def check_user(user: Any) -> str:
+    """A user id (the whole string: auth.valid_user), or RequestError bad_request."""
+    if not valid_user(user):
+        raise RequestError("bad_request", "'user' must be 1-64 characters of A-Z a-z 0-9 _ . @ -")
+    return user
+
+
+def check_ttl(ttl: Any) -> float | None:
+    """A push's ttl in seconds (None: the default), or RequestError bad_request."""
+    if ttl is None:
+        return None
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl) \
+            or ttl <= 0:
+        raise RequestError("bad_request", "'ttl' must be a finite number of seconds > 0")
+    return ttl
+
+
+def check_key(key: Any) -> str | None:
+    """An idempotency key (None: none), or RequestError bad_request."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= KEY_MAX:
+        raise RequestError("bad_request", f"'key' must be a string of 1-{KEY_MAX} characters")
+    return key
+
+
+def check_data_size(data: Any, limit: int) -> None:
+    """RequestError too_large when `data` is over `limit` bytes of JSON."""
+    size = len(dumps(data).encode("utf-8"))
+    if size > limit:
+        raise RequestError("too_large", f"data is {size} bytes; the limit is {limit}")
 
 
 def ok(request_id: Any, **fields: Any) -> str:

@@ -103,6 +103,18 @@ class RealtimeOptions(WebSocketOptions):
     jwt_audience: str = field(
         default="", metadata={"help": "required `aud` of tokens (and set on minted ones)"}
     )
+    feed: str = field(
+        default="",
+        metadata={"help": "a queue to take pushes and publishes from (repeatable; env: "
+                          "comma-separated): redis://H:P/DB?stream=S&group=G, "
+                          "amqp://U:P@H:P/VHOST?queue=Q or postgresql://U@H/DB?table=T "
+                          "(docs/feeds.md)", "repeat": True},
+    )
+    key_ttl: float = field(
+        default=86400.0,
+        metadata={"help": "seconds a push's or publish's idempotency `key` is remembered: a "
+                          "repeat within it is a no-op (feeds and the HTTP API)"},
+    )
 
     def validate(self: T) -> T:
         """Raise ValueError naming the first setting out of range; return self."""
@@ -110,7 +122,7 @@ class RealtimeOptions(WebSocketOptions):
         self.check(at_least_one=("max_subscriptions", "max_publish_size", "history_size",
                                  "rpc_concurrency"),
                    not_negative=("rate_messages", "rate_bytes"),
-                   positive=("token_ttl", "history_ttl", "push_ttl"))
+                   positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
         parse_quotas(self.quota)
         parse_channels(self.channels)
         check_url("store", self.store_url())
@@ -126,6 +138,11 @@ class RealtimeOptions(WebSocketOptions):
             check_secret(self.secret.encode("utf-8"))
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key:
             raise ValueError(f"jwt_public_key: {self.jwt_algorithm} needs the public key")
+        if self.feed:
+            from wsapp.realtime.feeds import check_feed_url, feed_urls
+
+            for url in feed_urls(self.feed):
+                check_feed_url(url)  # a bad URL or a missing client library: one line
         return self
 
     def store_url(self) -> str:

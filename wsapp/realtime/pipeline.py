@@ -16,7 +16,7 @@ from typing import Any
 import gevent
 from gevent.event import AsyncResult, Event
 
-from wsapp.realtime.engines.base import PENDING, Broker, Job, Store
+from wsapp.realtime.engines.base import PENDING, Broker, Job, Replay, Store
 from wsapp.realtime.exceptions import RequestError
 from wsapp.realtime.messages import message_raw
 
@@ -40,6 +40,17 @@ class Pipeline:
         result = AsyncResult()
         self._enqueue(job, result)
         return result.get()
+
+    def submit_all(self, jobs: list[Job]) -> list[Any]:
+        """Run many jobs at once (they share the next store transactions); their results, in
+        order, once all are done. A job that failed raises its exception here, after every
+        other has settled (those stored stay stored)."""
+        results = [AsyncResult() for _ in jobs]
+        for job, result in zip(jobs, results, strict=True):
+            self._enqueue(job, result)
+        for result in results:
+            result.wait()
+        return [result.get() for result in results]
 
     def submit_nowait(self, job: Job) -> None:
         """Queue a job whose result nobody waits for (status updates)."""
@@ -85,8 +96,10 @@ class Pipeline:
 
     def _deliver(self, job: Job, value: Any) -> None:
         kind = job[0]
+        if isinstance(value, Replay):
+            return  # a repeated key: delivered when it was first stored, never again
         if kind == "publish":
-            _, channel, msg, sender, ts, data = job
+            _, channel, msg, sender, ts, data = job[:6]
             self.broker.publish(channel, message_raw(channel, value, msg, data, sender, ts))
         elif kind == "push":
             status, _, offset = value

@@ -67,7 +67,7 @@ class Session:
     def connected(self) -> None:
         """Run the app's on_connect hooks; Reject refuses the connection (the route closes
         it), anything else is logged and the connection stays."""
-        for hook in self.state.rt.connect_hooks:
+        for hook in self.state.hooks.connect:
             try:
                 hook(self.client.user, self.client)
             except Reject:
@@ -79,7 +79,7 @@ class Session:
         """The connection has gone: stop its RPCs, run the app's on_disconnect hooks."""
         if self.rpcs:
             gevent.killall(list(self.rpcs), block=False)
-        for hook in self.state.rt.disconnect_hooks:
+        for hook in self.state.hooks.disconnect:
             try:
                 hook(self.client.user, self.client)
             except Exception:
@@ -110,7 +110,7 @@ class Session:
         if isinstance(exc, Reject):
             return error(request_id, exc.error_code, exc.reason or exc.error_code)
         try:
-            mapped = self.state.map_error(exc)
+            mapped = self.state.hooks.map_error(exc)
         except Exception:
             log.exception("on_error handler failed")
             mapped = None
@@ -128,7 +128,7 @@ class Session:
 
     def op_subscribe(self, req: dict[str, Any], request_id: Any) -> str:
         channel = req["channel"]
-        self.state.rt.policy.may_subscribe(self.client.user, self._grants(), channel,
+        self.state.hooks.policy.may_subscribe(self.client.user, self._grants(), channel,
                                            request_id)
         client = self.client
         own = f"user:{client.user}"  # subscribed automatically; not the client's choice
@@ -150,7 +150,7 @@ class Session:
     def op_publish(self, req: dict[str, Any], request_id: Any) -> str:
         channel = req["channel"]
         self._check_size(req["data"], request_id)
-        options, data = self.state.rt.policy.may_publish(self.client.user, channel,
+        options, data = self.state.hooks.policy.may_publish(self.client.user, channel,
                                                          req["data"], request_id)
         if data is not req["data"]:  # a hook replaced it: the limit holds for that too
             self._check_size(data, request_id)
@@ -166,7 +166,7 @@ class Session:
 
     def op_presence(self, req: dict[str, Any], request_id: Any) -> str:
         channel = req["channel"]
-        options = self.state.rt.policy.may_read(self.client.user, self._grants(), channel,
+        options = self.state.hooks.policy.may_read(self.client.user, self._grants(), channel,
                                                 request_id)
         if not options.presence:
             raise RequestError("forbidden", f"presence is off for {channel}", request_id)
@@ -188,7 +188,7 @@ class Session:
 
     def op_rpc(self, req: dict[str, Any], request_id: Any) -> str | None:
         method = req["method"]
-        handler = self.state.rt.rpc_handlers.get(method)
+        handler = self.state.hooks.rpc.get(method)
         if handler is None:
             raise RequestError("unknown_method", f"no RPC method {method!r}", request_id)
         if len(self.rpcs) >= self.settings.rpc_concurrency:

@@ -9,6 +9,7 @@ through it; nothing is kept anywhere else in the app.
 from __future__ import annotations
 
 import logging
+import time
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,10 @@ from flask import Flask, current_app, has_app_context
 
 from wsapp.realtime.auth import Identity, TokenError, Tokens, load_secret
 from wsapp.realtime.exceptions import Reject
+from wsapp.realtime.feeds import feed_urls
+from wsapp.realtime.feeds.metrics import FeedCollector
+from wsapp.realtime.feeds.runner import Feeds, start_feeds
+from wsapp.realtime.hooks import Hooks
 from wsapp.realtime.hub import Hub
 from wsapp.realtime.metrics import make_registry
 from wsapp.realtime.options import RealtimeOptions
@@ -23,7 +28,6 @@ from wsapp.realtime.options import RealtimeOptions
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from wsapp.realtime.ext import Realtime
     from wsapp.websocket.tracker import ConnectionTracker
 
 log = logging.getLogger(__name__)
@@ -34,12 +38,13 @@ EXTENSION = "wsapp"
 class AppState:
     """Everything the real-time layer keeps for one app."""
 
-    def __init__(self, rt: Realtime, settings: RealtimeOptions) -> None:
-        self.rt = rt
+    def __init__(self, hooks: Hooks, settings: RealtimeOptions) -> None:
+        self.hooks = hooks
         self.settings = settings
         self.hub = Hub(settings)
-        self.hub.join_leave = rt.policy.join_leave
+        self.hub.join_leave = hooks.policy.join_leave
         self.tracker: ConnectionTracker | None = None  # the server's, once one runs the app
+        self.feeds: Feeds | None = None  # started with the server (start())
         # Now, not at the first scrape: the fan-out histogram sees every publish.
         self.metrics: CollectorRegistry = make_registry(self.hub, lambda: self.tracker)
         self.started = False
@@ -60,11 +65,22 @@ class AppState:
         return not self.settings.api_key
 
     def start(self) -> None:
-        """Open the engines now (a server starting, not a request): a bad or unreachable
-        store or broker is reported at start, and /healthz shows it."""
+        """A server starts serving the app (not an import, not a request): open the engines
+        now, so a bad or unreachable store or broker is reported at start and /healthz shows
+        it, and start the feeds (--feed)."""
         if not self.started:
             self.started = True
             self.hub.pipeline  # noqa: B018 -- opens the store and starts the broker
+            self.feeds = start_feeds(self.hub, feed_urls(self.settings.feed),
+                                     self.settings.max_publish_size)
+            if self.feeds is not None:
+                self.metrics.register(FeedCollector(self.feeds))
+
+    def stop(self, timeout: float) -> None:
+        """The server is stopping: finish (or leave for redelivery) what the feeds hold."""
+        feeds, self.feeds = self.feeds, None
+        if feeds is not None:
+            feeds.stop(timeout)
 
     def identify(self, token: str | None) -> Identity | None:
         """The identity a token names (None: no token); TokenError when it names nobody
@@ -82,7 +98,7 @@ class AppState:
         `?token=`. Runs in the handshake's request context; Reject refuses."""
         from flask import request
 
-        hook = self.rt.auth_hook
+        hook = self.hooks.authenticate
         if hook is None:
             try:
                 return self.identify(request.args.get("token"))
@@ -99,17 +115,19 @@ class AppState:
                             f"got {got!r}")
         return Identity(got)
 
-    def map_error(self, exc: Exception) -> Reject | None:
-        """What the app's on_error handlers make of an exception raised in a hook or RPC."""
-        for kind, handler in self.rt.error_handlers:
-            if isinstance(exc, kind):
-                mapped = handler(exc)
-                if isinstance(mapped, Reject):
-                    return mapped
-                if mapped is not None:
-                    code, reason = mapped
-                    return Reject(code, reason)
-        return None
+    @property
+    def client_url(self) -> str:
+        """Where the JS client is served (rt.client_url)."""
+        return f"{self.settings.url_prefix}/wsapp.js"
+
+    def revoke_tokens(self, user: str, disconnect: bool = True) -> None:
+        """Refuse every token `user` holds now, on every process (the store keeps the time);
+        close the user's connections (4401) unless `disconnect` is False."""
+        # `iat` counts whole seconds: refuse the current one too, or a token issued earlier
+        # in this second would pass (one minted later in it is refused: mint again a second on).
+        self.hub.store.revoke(user, (int(time.time()) + 1) * 1000)
+        if disconnect:
+            self.hub.request_disconnect(user, 4401, "token revoked")
 
 
 def state_of(app: Flask | None = None) -> AppState:

@@ -74,11 +74,14 @@ def metrics() -> Response | tuple[Response, int]:
 
 @bp.route("/healthz")
 def healthz() -> Response:
-    """For load balancers: 200 while the process serves, with each opened engine's state;
-    "degraded" while one is down (the process still serves its own connections)."""
-    engines = state_of().hub.engines.health()
+    """For load balancers: 200 while the process serves, with each opened engine's state and
+    each feed's; "degraded" while an engine is down (the process still serves its own
+    connections). A feed that is down does not degrade it: its messages wait at the source."""
+    state = state_of()
+    engines = state.hub.engines.health()
     down = [kind for kind, health in engines.items() if health.get("state") != "up"]
-    return jsonify(status="degraded" if down else "ok", engines=engines)
+    extra = {"feeds": state.feeds.health()} if state.feeds is not None else {}
+    return jsonify(status="degraded" if down else "ok", engines=engines, **extra)
 
 
 @bp.route("/wsapp.js")

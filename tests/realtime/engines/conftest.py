@@ -41,6 +41,7 @@ class EngineSettings:
     data_dir: str = ""
     history_size: int = 5
     history_ttl: float = 3600.0
+    key_ttl: float = 3600.0
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

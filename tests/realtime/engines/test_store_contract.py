@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from wsapp.realtime.engines.base import ACKED, DELIVERED, EXPIRED, PENDING, SUPPRESSED
+from wsapp.realtime.engines.base import (
+    ACKED,
+    DELIVERED,
+    EXPIRED,
+    PENDING,
+    SUPPRESSED,
+    Replay,
+)
 from wsapp.realtime.limits import parse_quotas
 
 
@@ -16,13 +23,15 @@ def now() -> int:
     return int(time.time() * 1000)
 
 
-def pub(channel, msg, data=1, ts=None):
-    return ("publish", channel, msg, None, now() if ts is None else ts, json.dumps(data))
+def pub(channel, msg, data=1, ts=None, key=None):
+    job = ("publish", channel, msg, None, now() if ts is None else ts, json.dumps(data))
+    return job if key is None else (*job, key)
 
 
-def push(user, msg, category=None, quotas=None, ttl_ms=60_000, data="1"):
+def push(user, msg, category=None, quotas=None, ttl_ms=60_000, data="1", key=None):
     t = now()
-    return ("push", user, msg, t, data, category, t + ttl_ms, quotas or {})
+    job = ("push", user, msg, t, data, category, t + ttl_ms, quotas or {})
+    return job if key is None else (*job, key)
 
 
 def test_offsets_are_per_channel_and_monotonic(store):
@@ -144,3 +153,57 @@ def test_revocations_only_move_forward_per_user(store):
     assert store.revoked("ann") == 2_000 and store.revoked("bob") == 0
     store.revoke("ann", 3_000)
     assert store.revoked("ann") == 3_000
+
+
+# -- idempotency keys: a repeated key writes nothing and answers the first run's result ------
+
+
+def test_a_repeated_publish_key_writes_nothing_and_answers_the_first_result(store):
+    assert store.apply([pub("room:k", "m1", "first", key="k1")]) == [1]
+    assert store.apply([pub("room:k", "m2", "again", key="k1")]) == [Replay("m1", 1)]
+    assert store.last_offset("room:k") == 1
+    assert [m["data"] for m in store.history("room:k", 0, 10)["messages"]] == ["first"]
+    assert store.apply([pub("room:k", "m3", "no key")]) == [2]  # unkeyed jobs are not kept
+
+
+def test_a_repeated_push_key_writes_no_record_and_counts_no_quota(store):
+    quotas = parse_quotas("total=2/day")
+    [first] = store.apply([push("ann", "p1", quotas=quotas, key="order-7")])
+    assert first == (PENDING, None, 1)
+    assert store.apply([push("ann", "p2", quotas=quotas, key="order-7")]) == [
+        Replay("p1", (PENDING, None, 1))]
+    assert [r["msg"] for r in store.records("ann", None, 10, now())] == ["p1"]
+    assert [m["msg"] for m in store.pending("ann", now())] == ["p1"]
+    # had the repeat counted, the quota of 2 would suppress this one
+    assert store.apply([push("ann", "p3", quotas=quotas, key="order-8")])[0][0] == PENDING
+    assert store.apply([push("ann", "p4", quotas=quotas, key="order-9")])[0][0] == SUPPRESSED
+
+
+def test_a_suppressed_push_is_remembered_as_suppressed(store):
+    quotas = parse_quotas("promo=0/day")
+    [(status, reason, offset)] = store.apply([push("ann", "p1", "promo", quotas, key="k")])
+    assert status == SUPPRESSED and offset is None
+    assert store.apply([push("ann", "p2", "promo", quotas, key="k")]) == [
+        Replay("p1", (SUPPRESSED, reason, None))]
+    assert len(store.records("ann", None, 10, now())) == 1
+
+
+def test_a_key_repeated_inside_one_batch_is_applied_once(store):
+    results = store.apply([push("ann", "p1", key="k"), push("ann", "p2", key="k"),
+                           pub("room:b", "m1", key="k"), pub("room:b", "m2", key="k")])
+    assert results == [(PENDING, None, 1), Replay("p1", (PENDING, None, 1)), 1,
+                       Replay("m1", 1)]
+
+
+def test_keys_are_scoped_by_kind_and_target(store):
+    results = store.apply([push("ann", "p1", key="k"), push("bob", "p2", key="k"),
+                           pub("room:a", "m1", key="k"), pub("room:b", "m2", key="k")])
+    assert results == [(PENDING, None, 1), (PENDING, None, 1), 1, 1]
+
+
+def test_a_key_is_forgotten_after_key_ttl(store_engines):
+    store = store_engines.open("store", key_ttl=0.3)
+    assert store.apply([pub("room:t", "m1", key="k")]) == [1]
+    assert store.apply([pub("room:t", "m2", key="k")]) == [Replay("m1", 1)]
+    time.sleep(0.5)
+    assert store.apply([pub("room:t", "m3", key="k")]) == [2]

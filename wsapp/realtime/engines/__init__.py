@@ -12,9 +12,10 @@ redis://, rediss:// and unix:// URLs share one connection and bus per process (r
 
 from __future__ import annotations
 
-from functools import cached_property
 from importlib.util import find_spec
 from typing import Any, Protocol
+
+from gevent.lock import RLock
 
 from wsapp.realtime.engines.base import Broker, Health, Presence, Store
 
@@ -30,6 +31,7 @@ class EngineSettings(Protocol):
     data_dir: str
     history_size: int
     history_ttl: float
+    key_ttl: float
 
 
 def shared(url: str) -> bool:
@@ -64,7 +66,8 @@ def open_engine(kind: str, url: str, settings: EngineSettings) -> Any:
         if kind == "store":
             from wsapp.realtime.engines.redis.store import RedisStore
 
-            return RedisStore(url, settings.history_size, settings.history_ttl)
+            return RedisStore(url, settings.history_size, settings.history_ttl,
+                              settings.key_ttl)
         if kind == "broker":
             from wsapp.realtime.engines.redis.broker import RedisBroker
 
@@ -77,38 +80,53 @@ def open_engine(kind: str, url: str, settings: EngineSettings) -> Any:
     if kind == "store" and url != "memory":
         from wsapp.realtime.engines.sqlite import SQLiteStore
 
-        return SQLiteStore(url, settings.history_size, settings.history_ttl)
+        return SQLiteStore(url, settings.history_size, settings.history_ttl, settings.key_ttl)
     if kind == "store":
-        return memory.MemoryStore(settings.history_size, settings.history_ttl)
+        return memory.MemoryStore(settings.history_size, settings.history_ttl, settings.key_ttl)
     return memory.MemoryBroker() if kind == "broker" else memory.LocalPresence()
 
 
 class Engines:
     """The store, broker and presence of one hub, each opened on first use (an app that never
-    publishes opens no file and no connection)."""
+    publishes opens no file and no connection).
+
+    Opening may wait (a SQLite file on its thread, a Redis connection): a lock makes the
+    greenlets that first use an engine at the same moment (a feed and a first connection
+    at start) share one, instead of each opening its own.
+    """
 
     def __init__(self, settings: EngineSettings, *, store: Store | None = None,
                  broker: Broker | None = None, presence: Presence | None = None) -> None:
         self.settings = settings
+        self._opening = RLock()
         # Engines handed in (tests, embedding) take the place of the configured ones.
         for name, engine in (("store", store), ("broker", broker), ("presence", presence)):
             if engine is not None:
                 self.__dict__[name] = engine
 
-    @cached_property
+    def _engine(self, kind: str, url: str) -> Any:
+        engine = self.__dict__.get(kind)
+        if engine is None:
+            with self._opening:
+                engine = self.__dict__.get(kind)
+                if engine is None:
+                    engine = self.__dict__[kind] = open_engine(kind, url, self.settings)
+        return engine
+
+    @property
     def store(self) -> Store:
         """Where messages are kept."""
-        return open_engine("store", store_url(self.settings), self.settings)
+        return self._engine("store", store_url(self.settings))
 
-    @cached_property
+    @property
     def broker(self) -> Broker:
         """How messages reach every process."""
-        return open_engine("broker", self.settings.broker, self.settings)
+        return self._engine("broker", self.settings.broker)
 
-    @cached_property
+    @property
     def presence(self) -> Presence:
         """Who is where, across processes when the broker crosses them."""
-        return open_engine("presence", self.settings.broker, self.settings)
+        return self._engine("presence", self.settings.broker)
 
     def opened(self) -> dict[str, Any]:
         """The engines opened so far, by kind."""

@@ -10,19 +10,29 @@ suite against every implementation.
 Store jobs are tuples (cheap on the publish path), run in order by `Store.apply` as one
 transaction:
 
-    ("publish", channel, msg, sender, ts_ms, data_json)                -> offset | None
-    ("push", user, msg, ts_ms, data_json, category, expires_ms, quotas)
+    ("publish", channel, msg, sender, ts_ms, data_json[, key])         -> offset | None
+    ("push", user, msg, ts_ms, data_json, category, expires_ms, quotas[, key])
                                                          -> (status, reason, offset | None)
     ("delivered", [msg ids], ts_ms)                                    -> None
 
 A publish result of None means "not stored" (an engine that is down may deliver it live only);
-a store that cannot take a push raises StoreUnavailable instead.
+a store that cannot take a push, or a keyed publish, raises StoreUnavailable instead.
+
+Idempotency keys. A publish or push may carry a `key` (a producer's idempotency key: a feed
+message's, or an HTTP request's); None or absent means none. A key names one operation per
+channel (publish) or per user (push), see `job_key`. The store remembers key -> (msg, result)
+for `key_ttl` seconds, in the same transaction as the write (the Redis store in the same
+script): a job whose key it already knows writes nothing — no history, no push record, no
+quota count, no delivery — and its result is a `Replay` of the first run's msg id and result.
+So a message redelivered after a crash (stored, then the process died before it acknowledged
+the queue) is applied once however often it comes.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 # Statuses a personal message can have; "pending" and "delivered" still wait for an ack.
 PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED = (
@@ -31,6 +41,38 @@ STATUSES = (PENDING, DELIVERED, ACKED, SUPPRESSED, EXPIRED)
 
 Job = tuple[Any, ...]
 Quotas = Mapping[str, tuple[int, float]]  # name -> (limit, window seconds); see limits.py
+
+
+class Replay(NamedTuple):
+    """The result of a keyed job whose key the store already knew: nothing was written;
+    `msg` and `result` are the first run's (result shaped as that job kind's result)."""
+
+    msg: str
+    result: Any
+
+    @staticmethod
+    def encode(msg: str, result: Any) -> str:
+        """What a store keeps for a key: JSON [msg, result]."""
+        return json.dumps([msg, result], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Replay:
+        """A Replay from what `encode` (or the Redis script, alike) kept."""
+        msg, result = json.loads(text)
+        return cls(msg, tuple(result) if isinstance(result, list) else result)
+
+
+def job_key(job: Job) -> str | None:
+    """The scoped idempotency key of a publish or push job; None when it carries none.
+
+    Scoped by kind and target: the same key on another channel or user is another operation.
+    """
+    kind = job[0]
+    if kind == "publish" and len(job) > 6 and job[6]:
+        return f"publish\n{job[1]}\n{job[6]}"
+    if kind == "push" and len(job) > 8 and job[8]:
+        return f"push\n{job[1]}\n{job[8]}"
+    return None
 
 
 class History(TypedDict):

@@ -29,6 +29,8 @@ from wsapp.realtime.engines.base import (
     LocalView,
     PresenceHandler,
     Quotas,
+    Replay,
+    job_key,
 )
 from wsapp.realtime.limits import applicable_quotas
 
@@ -148,9 +150,15 @@ class _Record:
 class MemoryStore:
     """History and personal messages in this process's memory, bounded like the others."""
 
-    def __init__(self, history_size: int = 1000, history_ttl: float = 86400.0) -> None:
+    def __init__(self, history_size: int = 1000, history_ttl: float = 86400.0,
+                 key_ttl: float = 86400.0) -> None:
         self.history_size = history_size
         self.history_ttl_ms = int(history_ttl * 1000)
+        self.key_ttl_ms = int(key_ttl * 1000)
+        # idempotency keys: scoped key -> (expires ms, msg, result); `_key_order` lists them
+        # oldest first (one ttl for all: expiry order is insertion order) to drop the expired
+        self._keys: dict[str, tuple[int, str, Any]] = {}
+        self._key_order: deque[tuple[int, str]] = deque()
         self._last: dict[str, int] = {}
         # channel -> (offset, msg, sender, ts, data_json), oldest first
         self._history: dict[str, deque[tuple[int, str, str | None, int, str]]] = {}
@@ -170,14 +178,21 @@ class MemoryStore:
     def _apply(self, jobs: Sequence[Job]) -> list[Any]:
         results: list[Any] = []
         touched: set[str] = set()
+        now = _now_ms()
+        self._forget_keys(now)
         for job in jobs:
             kind = job[0]
+            scoped = job_key(job)
+            seen = self._keys.get(scoped) if scoped is not None else None
+            if seen is not None:
+                results.append(Replay(seen[1], seen[2]))
+                continue
             if kind == "publish":
-                _, channel, msg, sender, ts, data = job
+                channel, msg, sender, ts, data = job[1:6]
                 results.append(self._append(channel, msg, sender, ts, data))
                 touched.add(channel)
             elif kind == "push":
-                results.append(self._push(*job[1:]))
+                results.append(self._push(*job[1:8]))
                 touched.add(f"user:{job[1]}")
             else:
                 _, msgs, ts = job
@@ -188,10 +203,21 @@ class MemoryStore:
                         rec.delivered = rec.delivered or ts
                         rec.attempts += 1
                 results.append(None)
-        now = _now_ms()
+            if scoped is not None:
+                self._keys[scoped] = (now + self.key_ttl_ms, job[2], results[-1])
+                self._key_order.append((now + self.key_ttl_ms, scoped))
         for channel in touched:
             self._trim(channel, now)
         return results
+
+    def _forget_keys(self, now: int) -> None:
+        """Drop the idempotency keys past key_ttl (memory stays bounded)."""
+        order = self._key_order
+        while order and order[0][0] < now:
+            _, scoped = order.popleft()
+            seen = self._keys.get(scoped)
+            if seen is not None and seen[0] < now:
+                del self._keys[scoped]
 
     def _append(self, channel: str, msg: str, sender: str | None, ts: int, data: str) -> int:
         offset = self._last.get(channel, 0) + 1
@@ -311,6 +337,8 @@ class MemoryStore:
         self._records.clear()
         self._by_user.clear()
         self._revoked.clear()
+        self._keys.clear()
+        self._key_order.clear()
 
 
 def _now_ms() -> int:

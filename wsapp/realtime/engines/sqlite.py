@@ -27,6 +27,8 @@ from wsapp.realtime.engines.base import (
     History,
     Job,
     Quotas,
+    Replay,
+    job_key,
 )
 from wsapp.realtime.limits import applicable_quotas
 
@@ -43,8 +45,11 @@ CREATE TABLE IF NOT EXISTS pushes (
 CREATE INDEX IF NOT EXISTS pushes_user ON pushes (user, created);
 CREATE TABLE IF NOT EXISTS revocations (user TEXT PRIMARY KEY, before INTEGER NOT NULL)
     WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY, expires INTEGER NOT NULL, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expires ON idempotency (expires);
 """
-
+KEY_SWEEP_MS = 60_000  # expired idempotency keys are deleted at most this often
 
 
 def sqlite_path(url: str) -> str:
@@ -61,10 +66,13 @@ def sqlite_path(url: str) -> str:
 class SQLiteStore:
     """The embedded store: one SQLite file in WAL mode, used from one dedicated thread."""
 
-    def __init__(self, url: str, history_size: int = 1000, history_ttl: float = 86400.0) -> None:
+    def __init__(self, url: str, history_size: int = 1000, history_ttl: float = 86400.0,
+                 key_ttl: float = 86400.0) -> None:
         self.path = sqlite_path(url)
         self.history_size = history_size
         self.history_ttl_ms = int(history_ttl * 1000)
+        self.key_ttl_ms = int(key_ttl * 1000)
+        self._swept = 0  # when expired keys were last deleted (ms)
         self._pool = ThreadPool(1)  # one thread: jobs run in submission order
         self._conn: sqlite3.Connection | None = None
         self._pool.apply(self._open)
@@ -110,18 +118,26 @@ class SQLiteStore:
     def _apply(self, jobs: Sequence[Job]) -> list[Any]:
         db = self._db
         results: list[Any] = []
+        now_ms = int(time.time() * 1000)
         db.execute("BEGIN IMMEDIATE")
         try:
             touched: dict[str, int] = {}
             for job in jobs:
                 kind = job[0]
+                scoped = job_key(job)
+                if scoped is not None:
+                    seen = db.execute("SELECT value FROM idempotency WHERE key=? AND expires>=?",
+                                      (scoped, now_ms)).fetchone()
+                    if seen is not None:
+                        results.append(Replay.decode(seen[0]))
+                        continue
                 if kind == "publish":
-                    _, channel, msg, sender, ts, data = job
+                    _, channel, msg, sender, ts, data = job[:6]
                     offset = self._append(db, channel, msg, sender, ts, data)
                     touched[channel] = offset
                     results.append(offset)
                 elif kind == "push":
-                    _, user, msg, ts, data, category, expires, quotas = job
+                    _, user, msg, ts, data, category, expires, quotas = job[:8]
                     results.append(self._push(db, user, msg, ts, data, category, expires,
                                               quotas, touched))
                 elif kind == "delivered":
@@ -133,7 +149,13 @@ class SQLiteStore:
                     results.append(None)
                 else:
                     raise ValueError(f"unknown store job {kind!r}")
-            now_ms = int(time.time() * 1000)
+                if scoped is not None:
+                    db.execute("INSERT OR REPLACE INTO idempotency (key, expires, value) "
+                               "VALUES (?, ?, ?)", (scoped, now_ms + self.key_ttl_ms,
+                                                    Replay.encode(job[2], results[-1])))
+            if now_ms - self._swept > KEY_SWEEP_MS:
+                self._swept = now_ms
+                db.execute("DELETE FROM idempotency WHERE expires<?", (now_ms,))
             for channel, last in touched.items():
                 self._trim(db, channel, last, now_ms)
             db.execute("COMMIT")

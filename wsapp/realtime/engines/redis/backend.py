@@ -38,7 +38,6 @@ import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import gevent
 import redis
@@ -48,6 +47,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 
 from wsapp.realtime.engines.base import Health
+from wsapp.realtime.urls import redact, take_options
 
 log = logging.getLogger(__name__)
 
@@ -84,28 +84,8 @@ class _Pool(redis.BlockingConnectionPool):
 
 def split_url(url: str) -> tuple[str, str]:
     """(redis-py URL, key prefix): `?prefix=name` picks the key prefix (default `wsapp`)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = "wsapp"
-    rest = []
-    for key, value in query:
-        if key == "prefix":
-            prefix = value or prefix
-        else:
-            rest.append((key, value))
-    clean = urlunsplit(parts._replace(query=urlencode(rest)))
-    return clean, prefix + ":"
-
-
-def redact(url: str) -> str:
-    """The URL without a password, for logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    clean, options = take_options(url, ("prefix",))
+    return clean, (options.get("prefix") or "wsapp") + ":"
 
 
 # -- the shared connection ---------------------------------------------------------------

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsapp.realtime.engines.base import Health, History, Job
+from wsapp.realtime.engines.base import Health, History, Job, Replay, job_key
 from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, backend_for, script
 from wsapp.realtime.exceptions import StoreUnavailable
 from wsapp.realtime.limits import applicable_quotas
@@ -50,11 +50,13 @@ def envelope_parts(channel: str, msg: str, data: str, sender: str | None,
 class RedisStore:
     """The Store of engines/base.py, kept in Redis (see the module docstring)."""
 
-    def __init__(self, url: str, history_size: int = 1000, history_ttl: float = 86400.0) -> None:
+    def __init__(self, url: str, history_size: int = 1000, history_ttl: float = 86400.0,
+                 key_ttl: float = 86400.0) -> None:
         self.url = url
         self.backend = backend_for(url)
         self.history_size = history_size
         self.history_ttl_ms = max(1, int(history_ttl * 1000))
+        self.key_ttl_ms = max(1, int(key_ttl * 1000))
         self._prefix = self.backend.prefix
         self.where = f"Redis ({self.backend.where})"
         client = self.backend.client
@@ -101,22 +103,24 @@ class RedisStore:
         args: list[Any] = [self._prefix, int(time.time() * 1000), self.history_size,
                            self.history_ttl_ms,
                            self.backend.bus if self.backend.bus_started else "",
-                           RECORD_RETENTION_MS]
+                           RECORD_RETENTION_MS, self.key_ttl_ms]
         for job in jobs:
             kind = job[0]
+            scoped = job_key(job) or ""
             if kind == "publish":
-                _, channel, msg, sender, ts, data = job
+                _, channel, msg, sender, ts, data = job[:6]
                 head, tail = envelope_parts(channel, msg, data, sender, ts)
-                args += ("P", channel, head, tail)
+                args += ("P", channel, head, tail, scoped, msg)
             elif kind == "push":
-                _, user, msg, ts, data, category, expires, quotas = job
+                _, user, msg, ts, data, category, expires, quotas = job[:8]
                 head, tail = envelope_parts(f"user:{user}", msg, data, None, ts)
                 caps: list[Any] = []
                 for name, limit, window, reason in applicable_quotas(quotas, user, category):
                     key = f"qt:{user}" if name == "total" else f"qc:{user}:{category}"
                     caps += (key, limit, int(window * 1000), reason)
                 args += ("U", user, msg, ts, data, category or "",
-                         "" if expires is None else expires, head, tail, len(caps) // 4, *caps)
+                         "" if expires is None else expires, head, tail, scoped,
+                         len(caps) // 4, *caps)
             elif kind == "delivered":
                 _, msgs, ts = job
                 args += ("D", ts, len(msgs), *msgs)
@@ -137,7 +141,9 @@ class RedisStore:
         results: list[Any] = []
         for job, value in zip(jobs, raw, strict=True):
             kind = job[0]
-            if kind == "publish":
+            if isinstance(value, list) and value and value[0] == b"K":
+                results.append(Replay.decode(value[1]))  # a known key: nothing was written
+            elif kind == "publish":
                 self._remember(job[1], value)
                 results.append(value)
             elif kind == "push":
@@ -159,9 +165,10 @@ class RedisStore:
 
     def _degraded(self, jobs: Sequence[Job]) -> list[Any]:
         """Redis was down before the write was tried: publishes are not stored (offset None:
-        this process's subscribers only); pushes fail (they must be kept)."""
-        if any(job[0] == "push" for job in jobs):
-            raise StoreUnavailable("storing a push", self.where)
+        this process's subscribers only); pushes and keyed publishes fail (they must be
+        kept: a key promises the write is remembered)."""
+        if any(job[0] == "push" or job_key(job) for job in jobs):
+            raise StoreUnavailable("storing a push or a keyed publish", self.where)
         return [None for _ in jobs]
 
     def ack(self, user: str, msg: str, ts: int) -> str | None:

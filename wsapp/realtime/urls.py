@@ -1,0 +1,30 @@
+"""Engine and feed URLs: what logs may show of them, and the query options we read off them."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = f"{parts.username or ''}:***@{parts.hostname}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def take_options(url: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """(the URL without the query options `names`, those options): the rest of the query is
+    left for the client library (sslmode=..., a Redis URL's own options)."""
+    parts = urlsplit(url)
+    taken: dict[str, str] = {}
+    rest = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in names:
+            taken[key] = value
+        else:
+            rest.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), taken
