@@ -96,10 +96,10 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
             stopping.set()
 
     handlers = [gevent.signal_handler(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)]
-    server.start()
     realtime = realtime_of(server.application)
-    if realtime is not None:  # engines now (a bad or unreachable one shows at start), feeds
-        realtime.start()
+    if realtime is not None:  # engines (a bad or unreachable one shows at start), feeds: all
+        realtime.start()      # there before the first request is taken
+    server.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
     try:
