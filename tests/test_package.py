@@ -175,7 +175,7 @@ def test_runtime_dependencies_are_exactly_what_the_server_imports(wheels):
     with zipfile.ZipFile(wheels["sdist"]) as z:
         meta = email.message_from_bytes(z.read(next(n for n in z.namelist()
                                                     if n.endswith(".dist-info/METADATA"))))
-    declared: dict[str, set[str]] = {k: set() for k in imported}
+    declared: dict[str, set[str]] = {k: set() for k in (*imported, "keys")}
     for req in meta.get_all("Requires-Dist"):
         name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9_.-]+", req).group()).lower()
         extra = re.search(r"extra == ['\"](\w+)['\"]", req)
@@ -183,6 +183,7 @@ def test_runtime_dependencies_are_exactly_what_the_server_imports(wheels):
     assert declared[""] == imported[""]
     for extra in ("redis", "gunicorn", "loadtest", "amqp", "postgres"):
         assert imported[extra] - imported[""] == declared[extra], extra
+    assert declared["keys"] == {"cryptography"}  # PyJWT's RS256/ES256 (imported by PyJWT)
 
 
 def test_the_installed_server_serves_every_page_from_outside_the_checkout(venv):
@@ -194,10 +195,10 @@ def test_the_installed_server_serves_every_page_from_outside_the_checkout(venv):
         for page in PAGES:
             assert b"/static/style.css" in get(port, page), page  # base.html rendered
         # each static file, byte for byte: the package's copy reached the wheel
-        statics = {"wsapp.js": ROOT / "wsapp/realtime/static/wsapp.js",
-                   **{p.name: p for p in (ROOT / "wsapp/demo/static").iterdir()}}
-        for name, source in statics.items():
-            assert get(port, f"/static/{name}") == source.read_bytes(), name
+        statics = {"/wsapp.js": ROOT / "wsapp/realtime/static/wsapp.js",
+                   **{f"/static/{p.name}": p for p in (ROOT / "wsapp/demo/static").iterdir()}}
+        for path, source in statics.items():
+            assert get(port, path) == source.read_bytes(), path
         assert json.loads(get(port, "/healthz"))["status"] == "ok"
         assert_echo(port, "from the wheel")
     # the server ran without the extras: redis and gunicorn are not installed at all

@@ -4,6 +4,7 @@ engines. The server's `wsapp.config.Settings` extends this class with how it run
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import TypeVar
 
 from wsapp.realtime.auth import ALGORITHMS, check_secret
@@ -138,6 +139,9 @@ class RealtimeOptions(WebSocketOptions):
             check_secret(self.secret.encode("utf-8"))
         if self.jwt_algorithm != "HS256" and not self.jwt_public_key:
             raise ValueError(f"jwt_public_key: {self.jwt_algorithm} needs the public key")
+        if self.jwt_algorithm != "HS256" and find_spec("cryptography") is None:
+            raise ValueError(f"jwt_algorithm: {self.jwt_algorithm} needs the cryptography "
+                             "package (pip install 'wsapp[keys]')")
         if self.feed:
             from wsapp.realtime.feeds import check_feed_url, feed_urls
 
