@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -237,8 +238,14 @@ def test_workers_rerun_the_entry_the_master_was_started_with(full_venv, redis_se
              "--workers", "2", "--broker", redis_server.url(f"pkg-{entry}"), "--secret", "s" * 32,
              "--data-dir", str(full_venv.base / "data")], port, name=f"workers-{entry}") as proc:
         for pid in wait_children(proc.pid, 2):
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            assert [a.decode() for a in argv[1:1 + len(command)]] == command, argv
+            # a child just forked has not exec'd yet: its cmdline is the master's, or empty
+            deadline = time.monotonic() + 10
+            while True:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                if [a.decode() for a in argv[1:1 + len(command)]] == command:
+                    break
+                assert time.monotonic() < deadline, argv
+                time.sleep(0.05)
         get(port, "/chat")
         assert_echo(port, entry)
 
