@@ -224,9 +224,16 @@ def test_channel_options_anonymous_presence_join_leave_history(host):
     alice.wait_for(lambda f: f.get("op") == "subscribed")
     status, _, body = host.http("POST", "/rt/api/publish", {"channel": "quiet:x", "data": 1},
                                 KEY)
-    assert status == 200 and json.loads(body)["offset"] == 1  # server publishes are stored...
-    reply = alice.ok("subscribe", channel="chat:general", since=0)
-    assert reply["channel"] == "chat:general"
+    assert status == 200 and json.loads(body)["offset"] is None  # history_size 0: not stored
+    assert alice.wait_for(lambda f: f.get("op") == "message")["data"] == 1  # but delivered
+    # chat:* keeps 50 messages, the settings 1000: a replay brings back the channel's own
+    for n in range(60):
+        host.http("POST", "/rt/api/publish", {"channel": "chat:long", "data": n}, KEY)
+    status, _, body = host.http("GET", "/rt/api/history?channel=chat:long&limit=1000",
+                                headers=KEY)
+    kept = json.loads(body)
+    assert [m["data"] for m in kept["messages"]] == list(range(10, 60))
+    assert kept["first_offset"] == 11
 
 
 # -- RPC ---------------------------------------------------------------------------------------

@@ -72,8 +72,10 @@ class Hub(Recovery, Operations):
         self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.on_fanout: Callable[[float], None] | None = None  # metrics hook (seconds)
-        # Whether a channel's subscribers hear joins and leaves (the app's channel options).
+        # The app's channel options: whether subscribers hear joins and leaves, and what
+        # history a channel keeps, (messages, seconds), when not the settings' own.
         self.join_leave: Callable[[str], bool] = lambda channel: True
+        self.history_of: Callable[[str], tuple[int, float] | None] = lambda channel: None
 
     # -- engines (each started on first use: an app that never publishes opens nothing) ---
 
@@ -226,7 +228,8 @@ class Hub(Recovery, Operations):
         (engines/base.py): a repeat within key_ttl stores and delivers nothing and answers
         the first call's msg and offset, with `"duplicate": true`.
         """
-        if not persist:
+        keep = self.history_of(channel)
+        if not persist or (keep is not None and keep[0] == 0):  # nothing kept: nothing stored
             msg = self.new_id()
             pipeline = self.pipeline  # makes sure the broker is started
             pipeline.broker.publish(channel, message_raw(channel, None, msg, dumps(data),
@@ -238,8 +241,11 @@ class Hub(Recovery, Operations):
 
     def publish_job(self, channel: str, data: Any, sender: str | None = None,
                     key: str | None = None) -> Job:
-        """The store job of a publish (a feed submits many at once: Pipeline.submit_all)."""
-        return ("publish", channel, self.new_id(), sender, now_ms(), dumps(data), key)
+        """The store job of a publish (a feed submits many at once: Pipeline.submit_all),
+        with the channel's own history limits when its options set them."""
+        keep = self.history_of(channel)
+        limits = None if keep is None else (keep[0], int(keep[1] * 1000))
+        return ("publish", channel, self.new_id(), sender, now_ms(), dumps(data), key, limits)
 
     def push(self, user: str, data: Any, category: str | None = None,
              ttl: float | None = None, key: str | None = None) -> dict:

@@ -164,6 +164,19 @@ class Policy:
                 data = result
         return options, data
 
+    def history(self, channel: str, default_size: int,
+                default_ttl: float) -> tuple[int, float] | None:
+        """(messages, seconds) of history `channel` keeps when its options say; None: the
+        settings' own (so the store need not be told)."""
+        try:
+            options = self.options(channel)
+        except RequestError:
+            return None
+        if options.history_size is None and options.history_ttl is None:
+            return None
+        size = default_size if options.history_size is None else options.history_size
+        return size, default_ttl if options.history_ttl is None else options.history_ttl
+
     def join_leave(self, channel: str) -> bool:
         """Whether subscribers of `channel` are told of joins and leaves."""
         try:

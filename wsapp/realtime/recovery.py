@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -47,6 +48,7 @@ class Recovery:
     _replays: int
     _holds: dict[str, list[str]]
     _delivered: dict[str, int]
+    history_of: Callable[[str], tuple[int, float] | None]
 
     @property
     def store(self) -> Store:
@@ -65,6 +67,11 @@ class Recovery:
     def _dispatch(self, channel: str, text: str) -> None:
         raise NotImplementedError
 
+    def _history_size(self, channel: str) -> int:
+        """How much history `channel` keeps (all of it may need replaying)."""
+        keep = self.history_of(channel)
+        return max(1, keep[0]) if keep is not None else self.settings.history_size
+
     # -- a client -------------------------------------------------------------------------
 
     def subscribe_replay(self, client: Client, channel: str, since: int | None) -> dict[str, Any]:
@@ -82,7 +89,7 @@ class Recovery:
         self._replays += 1
         try:
             self.subscribe(client, channel)
-            history = self.store.history(channel, since, self.settings.history_size)
+            history = self.store.history(channel, since, self._history_size(channel))
             last_sent = since
             for m in history["messages"]:
                 client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
@@ -148,7 +155,7 @@ class Recovery:
     def _catch_up(self, channel: str) -> None:
         since = sent = self._delivered.get(channel, 0)
         try:
-            history = self.store.history(channel, since, self.settings.history_size)
+            history = self.store.history(channel, since, self._history_size(channel))
             for m in history["messages"]:
                 if m["offset"] > sent:
                     self._dispatch(channel, message(channel, m["offset"], m["msg"], m["data"],

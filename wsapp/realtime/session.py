@@ -150,12 +150,11 @@ class Session:
     def op_publish(self, req: dict[str, Any], request_id: Any) -> str:
         channel = req["channel"]
         self._check_size(req["data"], request_id)
-        options, data = self.state.hooks.policy.may_publish(self.client.user, channel,
+        _, data = self.state.hooks.policy.may_publish(self.client.user, channel,
                                                          req["data"], request_id)
         if data is not req["data"]:  # a hook replaced it: the limit holds for that too
             self._check_size(data, request_id)
-        result = self.hub.publish(channel, data, sender=self.client.user,
-                                  persist=options.history_size != 0)
+        result = self.hub.publish(channel, data, sender=self.client.user)
         return ok(request_id, channel=channel, **result)
 
     def _check_size(self, data: Any, request_id: Any) -> None:

@@ -43,6 +43,8 @@ class AppState:
         self.settings = settings
         self.hub = Hub(settings)
         self.hub.join_leave = hooks.policy.join_leave
+        self.hub.history_of = lambda channel: hooks.policy.history(
+            channel, settings.history_size, settings.history_ttl)
         self.tracker: ConnectionTracker | None = None  # the server's, once one runs the app
         self.feeds: Feeds | None = None  # started with the server (start())
         # Now, not at the first scrape: the fan-out histogram sees every publish.

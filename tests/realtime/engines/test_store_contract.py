@@ -207,3 +207,16 @@ def test_a_key_is_forgotten_after_key_ttl(store_engines):
     assert store.apply([pub("room:t", "m2", key="k")]) == [Replay("m1", 1)]
     time.sleep(0.5)
     assert store.apply([pub("room:t", "m3", key="k")]) == [2]
+
+
+def test_a_channel_may_keep_its_own_history(store):
+    def kept(channel: str, msg: str, keep: tuple[int, int], ts: int | None = None) -> tuple:
+        return ("publish", channel, msg, None, now() if ts is None else ts, "1", None, keep)
+
+    store.apply([kept("room:own", f"o{i}", (2, 3_600_000)) for i in range(6)]
+                + [pub("room:default", f"d{i}") for i in range(8)])
+    assert [m["msg"] for m in store.history("room:own", 0, 10)["messages"]] == ["o4", "o5"]
+    assert len(store.history("room:default", 0, 10)["messages"]) == 5  # the store's 5
+    brief = (100, 1000)  # a second of history
+    store.apply([kept("room:brief", "old", brief, now() - 5000), kept("room:brief", "new", brief)])
+    assert [m["msg"] for m in store.history("room:brief", 0, 10)["messages"]] == ["new"]

@@ -10,7 +10,7 @@ suite against every implementation.
 Store jobs are tuples (cheap on the publish path), run in order by `Store.apply` as one
 transaction:
 
-    ("publish", channel, msg, sender, ts_ms, data_json[, key])         -> offset | None
+    ("publish", channel, msg, sender, ts_ms, data_json[, key[, keep]])   -> offset | None
     ("push", user, msg, ts_ms, data_json, category, expires_ms, quotas[, key])
                                                          -> (status, reason, offset | None)
     ("delivered", [msg ids], ts_ms)                                    -> None
@@ -60,6 +60,12 @@ class Replay(NamedTuple):
         """A Replay from what `encode` (or the Redis script, alike) kept."""
         msg, result = json.loads(text)
         return cls(msg, tuple(result) if isinstance(result, list) else result)
+
+
+def job_keep(job: Job) -> tuple[int, int] | None:
+    """The history a publish job's channel keeps, (messages, ms), when its channel's options
+    say (`keep`, the job's 8th field); None: the store's history_size and history_ttl."""
+    return job[7] if job[0] == "publish" and len(job) > 7 and job[7] else None
 
 
 def job_key(job: Job) -> str | None:

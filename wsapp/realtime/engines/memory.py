@@ -30,6 +30,7 @@ from wsapp.realtime.engines.base import (
     PresenceHandler,
     Quotas,
     Replay,
+    job_keep,
     job_key,
 )
 from wsapp.realtime.limits import applicable_quotas
@@ -177,7 +178,7 @@ class MemoryStore:
 
     def _apply(self, jobs: Sequence[Job]) -> list[Any]:
         results: list[Any] = []
-        touched: set[str] = set()
+        touched: dict[str, tuple[int, int] | None] = {}  # channel -> its own history, if any
         now = _now_ms()
         self._forget_keys(now)
         for job in jobs:
@@ -190,10 +191,10 @@ class MemoryStore:
             if kind == "publish":
                 channel, msg, sender, ts, data = job[1:6]
                 results.append(self._append(channel, msg, sender, ts, data))
-                touched.add(channel)
+                touched[channel] = job_keep(job)
             elif kind == "push":
                 results.append(self._push(*job[1:8]))
-                touched.add(f"user:{job[1]}")
+                touched.setdefault(f"user:{job[1]}", None)
             else:
                 _, msgs, ts = job
                 for msg in msgs:
@@ -206,8 +207,8 @@ class MemoryStore:
             if scoped is not None:
                 self._keys[scoped] = (now + self.key_ttl_ms, job[2], results[-1])
                 self._key_order.append((now + self.key_ttl_ms, scoped))
-        for channel in touched:
-            self._trim(channel, now)
+        for channel, keep in touched.items():
+            self._trim(channel, now, *(keep or (self.history_size, self.history_ttl_ms)))
         return results
 
     def _forget_keys(self, now: int) -> None:
@@ -225,13 +226,13 @@ class MemoryStore:
         self._history.setdefault(channel, deque()).append((offset, msg, sender, ts, data))
         return offset
 
-    def _trim(self, channel: str, now: int) -> None:
-        """Keep at most history_size messages, none older than history_ttl."""
+    def _trim(self, channel: str, now: int, size: int, ttl_ms: int) -> None:
+        """Keep at most `size` messages, none older than `ttl_ms`."""
         kept = self._history.get(channel)
         if kept is None:
             return
-        oldest_offset = self._last[channel] - self.history_size
-        while kept and (kept[0][0] <= oldest_offset or kept[0][3] < now - self.history_ttl_ms):
+        oldest_offset = self._last[channel] - size
+        while kept and (kept[0][0] <= oldest_offset or kept[0][3] < now - ttl_ms):
             kept.popleft()
 
     def _push(self, user: str, msg: str, ts: int, data: str, category: str | None,

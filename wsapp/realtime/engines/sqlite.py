@@ -28,6 +28,7 @@ from wsapp.realtime.engines.base import (
     Job,
     Quotas,
     Replay,
+    job_keep,
     job_key,
 )
 from wsapp.realtime.limits import applicable_quotas
@@ -122,6 +123,7 @@ class SQLiteStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             touched: dict[str, int] = {}
+            keeps: dict[str, tuple[int, int]] = {}  # channels with history options of their own
             for job in jobs:
                 kind = job[0]
                 scoped = job_key(job)
@@ -135,6 +137,9 @@ class SQLiteStore:
                     _, channel, msg, sender, ts, data = job[:6]
                     offset = self._append(db, channel, msg, sender, ts, data)
                     touched[channel] = offset
+                    keep = job_keep(job)
+                    if keep is not None:
+                        keeps[channel] = keep
                     results.append(offset)
                 elif kind == "push":
                     _, user, msg, ts, data, category, expires, quotas = job[:8]
@@ -157,7 +162,9 @@ class SQLiteStore:
                 self._swept = now_ms
                 db.execute("DELETE FROM idempotency WHERE expires<?", (now_ms,))
             for channel, last in touched.items():
-                self._trim(db, channel, last, now_ms)
+                size, ttl_ms = keeps.get(channel, (self.history_size, self.history_ttl_ms))
+                db.execute("DELETE FROM messages WHERE channel=? AND (offset<=? OR ts<?)",
+                           (channel, last - size, now_ms - ttl_ms))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -174,10 +181,6 @@ class SQLiteStore:
                    "VALUES (?, ?, ?, ?, ?, ?)", (channel, offset, msg, sender, ts, data))
         return offset
 
-    def _trim(self, db: sqlite3.Connection, channel: str, last: int, now_ms: int) -> None:
-        """Keep at most history_size messages, none older than history_ttl."""
-        db.execute("DELETE FROM messages WHERE channel=? AND (offset<=? OR ts<?)",
-                   (channel, last - self.history_size, now_ms - self.history_ttl_ms))
 
     def _push(self, db: sqlite3.Connection, user: str, msg: str, ts: int, data: str,
               category: str | None, expires: int | None,

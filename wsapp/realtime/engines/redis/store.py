@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wsapp.realtime.engines.base import Health, History, Job, Replay, job_key
+from wsapp.realtime.engines.base import Health, History, Job, Replay, job_keep, job_key
 from wsapp.realtime.engines.redis.backend import UNREACHABLE, PoolBusy, backend_for, script
 from wsapp.realtime.exceptions import StoreUnavailable
 from wsapp.realtime.limits import applicable_quotas
@@ -110,7 +110,8 @@ class RedisStore:
             if kind == "publish":
                 _, channel, msg, sender, ts, data = job[:6]
                 head, tail = envelope_parts(channel, msg, data, sender, ts)
-                args += ("P", channel, head, tail, scoped, msg)
+                keep = job_keep(job)
+                args += ("P", channel, head, tail, scoped, msg, *(keep or ("", "")))
             elif kind == "push":
                 _, user, msg, ts, data, category, expires, quotas = job[:8]
                 head, tail = envelope_parts(f"user:{user}", msg, data, None, ts)

@@ -1,6 +1,7 @@
 -- ARGV: prefix, now_ms, history_size, history_ttl_ms, bus ('' = do not publish), retention_ms,
 -- key_ttl_ms, then jobs, each a kind letter and its fields:
---   P channel head tail ikey msg              -> offset
+--   P channel head tail ikey msg hsize httl   -> offset  (hsize, httl_ms: the channel's own
+--                                               history limits; '' = the defaults)
 --   U user msg ts data category expires head tail ikey nquotas [key limit window_ms reason]...
 --                                            -> {status, reason|false, offset|false}
 --   D ts n msg...                             -> 0
@@ -26,12 +27,12 @@ local function remember(ikey, value)
   end
 end
 
-local function append(channel, head, tail)
+local function append(channel, head, tail, hs, ht)
   local off = redis.call('INCR', p .. 'o:' .. channel)
   local text = head .. off .. tail
   redis.call('ZADD', p .. 'h:' .. channel, off, text)
   if bus ~= '' then redis.call('PUBLISH', bus, 'm' .. channel .. '\n' .. text) end
-  touched[channel] = off
+  touched[channel] = {off, tonumber(hs) or hsize, tonumber(ht) or httl}
   return off
 end
 
@@ -94,11 +95,11 @@ while i <= #ARGV do
   if kind == 'P' then
     local ikey = ARGV[i + 4]
     if not known(ikey) then
-      local off = append(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+      local off = append(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 6], ARGV[i + 7])
       results[#results + 1] = off
       remember(ikey, {ARGV[i + 5], off})
     end
-    i = i + 6
+    i = i + 8
   elseif kind == 'U' then
     local nq = tonumber(ARGV[i + 10])
     if not known(ARGV[i + 9]) then push(i) end
@@ -121,16 +122,16 @@ while i <= #ARGV do
   end
 end
 
-for channel, last in pairs(touched) do
-  local key = p .. 'h:' .. channel
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', last - hsize)
-  for _ = 1, 100 do  -- drop what outlived history_ttl, oldest first (bounded per call)
+for channel, t in pairs(touched) do
+  local key, last, size, ttl = p .. 'h:' .. channel, t[1], t[2], t[3]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', last - size)
+  for _ = 1, 100 do  -- drop what outlived its ttl, oldest first (bounded per call)
     local oldest = redis.call('ZRANGE', key, 0, 0)
     if #oldest == 0 then break end
     local ts = tonumber(string.match(oldest[1], '"ts":(%-?%d+)}$'))
-    if ts == nil or ts >= now - httl then break end
+    if ts == nil or ts >= now - ttl then break end
     redis.call('ZREMRANGEBYRANK', key, 0, 0)
   end
-  redis.call('PEXPIRE', key, httl)
+  redis.call('PEXPIRE', key, ttl)
 end
 return results
