@@ -75,3 +75,36 @@ def test_one_class_per_layer_three_sections():
 def test_replace_keeps_the_class():
     s = Settings().replace(port=1)
     assert type(s) is Settings and s.port == 1
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.7", "example.org"])
+def test_demo_mode_refuses_to_listen_beyond_loopback(host):
+    with pytest.raises(ValueError, match="demo mode"):
+        Settings(host=host).validate()
+    Settings(host=host, api_key="k").validate()  # a key: not demo mode
+    Settings(host=host, public_demo=True).validate()  # said on purpose
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.1", "::1", "localhost"])
+def test_demo_mode_on_loopback_is_fine(host):
+    Settings(host=host).validate()
+
+
+def test_a_data_dir_that_is_a_file_is_refused_at_start(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="data_dir: .* is not a directory"):
+        Settings(data_dir=str(tmp_path / "file")).validate()
+    Settings(data_dir=str(tmp_path / "to" / "be" / "made")).validate()
+
+
+@pytest.mark.parametrize("flag,value,says", [
+    ("--store", "postgres://db/x", "store"), ("--broker", "kafka://k", "broker"),
+    ("--quota", "promo=lots", "quota"), ("--jwt-algorithm", "HS512", "jwt_algorithm"),
+    ("--secret", "short", "secret"), ("--channels", "{not json", "channels"),
+    ("--url-prefix", "rt/", "url_prefix"),
+])
+def test_bad_engine_and_policy_settings_fail_at_start(flag, value, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        from_args([flag, value])
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err

@@ -10,6 +10,7 @@ sections in --help and in README's table.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
@@ -45,6 +46,11 @@ class Settings(RealtimeOptions):
         default=5.0, metadata={"help": "seconds graceful shutdown waits for connections to close"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    public_demo: bool = field(
+        default=False,
+        metadata={"help": "allow demo mode (no --api-key: anyone may mint any user's token) "
+                          "on an address other than loopback"},
+    )
 
     def validate(self: T) -> T:
         """Raise ValueError naming the first setting out of range; return self."""
@@ -52,6 +58,10 @@ class Settings(RealtimeOptions):
             raise ValueError(f"port: {self.port} is not in 0..65535")
         super().validate()
         self.check(at_least_one=("backlog",), not_negative=("shutdown_timeout",))
+        if not self.api_key and not self.public_demo and not loopback(self.host):
+            raise ValueError(f"host: demo mode (no --api-key: anyone may mint any user's token "
+                             f"and read anyone's messages) refuses to listen on {self.host}; "
+                             "set --api-key, or --public-demo to allow it")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ValueError(f"log_level: {self.log_level!r} is not DEBUG, INFO, WARNING or "
                              "ERROR")
@@ -108,3 +118,13 @@ def from_args(argv: Sequence[str] | None = None,
 def markdown_table() -> str:
     """The configuration tables for README, generated so the docs cannot drift from the code."""
     return options.markdown_table(Settings)
+
+
+def loopback(host: str) -> bool:
+    """Whether `host` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -16,12 +16,15 @@ worker at `--worker-connections` (1000 by default): raise it for WebSockets.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import gevent
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
 
 from wsapp.config import Settings, from_env
+from wsapp.realtime.engines import shared
 from wsapp.realtime.state import AppState
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
@@ -63,6 +66,13 @@ class Worker(GeventPyWSGIWorker):
         settings = settings_of(self.wsgi)
         tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
         realtime = realtime_of(self.wsgi)
+        if realtime is not None and self.cfg.workers > 1 and not shared(realtime.settings.broker):
+            # A memory broker reaches only its own worker: a publish on one would miss the
+            # subscribers of the others. gunicorn stops at a worker that fails to boot.
+            self.log.error("wsapp: %d workers need a broker they share (WSAPP_BROKER=redis://"
+                           "...); the %r broker reaches only its own worker", self.cfg.workers,
+                           realtime.settings.broker)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if realtime is not None:  # /metrics counts every route's connections
             realtime.tracker = tracker
             realtime.start()  # engines (a bad or unreachable one shows at start), feeds

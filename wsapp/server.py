@@ -16,6 +16,7 @@ from gevent.pywsgi import WSGIServer
 
 from wsapp.config import Settings
 from wsapp.realtime.state import EXTENSION, AppState
+from wsapp.realtime.urls import redact
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
 from wsapp.websocket.tracker import ConnectionTracker
@@ -102,6 +103,13 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     server.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
+    if realtime is not None:
+        if realtime.demo:
+            log.warning("DEMO MODE: no --api-key, so anyone who can reach this server may mint "
+                        "a token for any user and read anyone's messages; set --api-key "
+                        "(and --secret) in production")
+        log.info("data: store %s, broker %s", redact(realtime.settings.store_url()),
+                 redact(realtime.settings.broker))
     try:
         stopping.wait()
     finally:

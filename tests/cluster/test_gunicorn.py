@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import serverproc
 import websocket
 from realtime.helpers import Closed
 
@@ -60,3 +61,19 @@ def test_gunicorn_workers_serve_websockets_across_workers_and_stop_gracefully(cl
     log = server.log()
     assert "Traceback" not in log, log[-3000:]
     assert "for shutdown" in log
+
+
+def test_gunicorn_with_several_workers_refuses_a_memory_broker(tmp_path):
+    """Two workers on a memory broker would split the users between them: gunicorn stops,
+    saying why, instead of serving half-deaf workers."""
+    log = tmp_path / "gunicorn.log"
+    proc = serverproc.spawn(
+        [sys.executable, "-m", "gunicorn", "-k", "wsapp.gunicorn.Worker", "-w", "2", "-b",
+         f"127.0.0.1:{serverproc.free_port()}", "--no-control-socket", "wsapp:create_app()"],
+        log, env={"WSAPP_DATA_DIR": str(tmp_path / "data")})
+    try:
+        assert proc.wait(60) != 0
+    finally:
+        serverproc.stop(proc)
+    text = serverproc.read_log(log)
+    assert "2 workers need a broker they share" in text, text[-3000:]

@@ -127,3 +127,32 @@ def test_replay_passes_unstored_live_messages_through(make, settings):
     reply = hub.subscribe_replay(c, "sys:mixed", 0)
     got = [(m["offset"], m["data"]) for m in peer.messages()]
     assert got == [(1, {"n": 1}), (None, {"live": True})] and reply["replayed"] == 1
+
+
+def test_one_bad_job_never_fails_another_callers_job(make, settings):
+    """A job the store cannot take rolls its batch back; the others in that batch are
+    stored anyway, each on its own, and only the bad one's caller gets the error."""
+    from wsapp.realtime.engines.memory import MemoryStore
+
+    class Picky(MemoryStore):
+        def apply(self, jobs):
+            if any(job[0] == "publish" and job[5] == '"poison"' for job in jobs):
+                raise ValueError("the store refused a job")
+            return super().apply(jobs)
+
+    hub = Hub(settings, store=Picky())
+    c, peer = make(hub, "ann")
+    hub.subscribe_replay(c, "room:b", None)
+    results = {}
+
+    def publish(data):
+        try:
+            results[data] = hub.publish("room:b", data)["offset"]
+        except ValueError as exc:
+            results[data] = str(exc)
+
+    jobs = [gevent.spawn(publish, d) for d in ("a", "poison", "b", "c")]  # one batch
+    gevent.joinall(jobs, timeout=5)
+    assert results["poison"] == "the store refused a job"
+    assert sorted(results[d] for d in "abc") == [1, 2, 3]
+    assert [m["data"] for m in peer.messages() if m["op"] == "message"] == ["a", "b", "c"]

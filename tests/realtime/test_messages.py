@@ -29,6 +29,7 @@ from wsapp.realtime.policy import check_channel
     ('{"op":"publish","channel":"room:a","data":NaN}', "bad_json"),
     ('{"op":"publish","channel":"room:a","data":[Infinity]}', "bad_json"),
     ('{"op":"rpc"}', "bad_request"),
+    ('{"op":"subscribe","channel":"room:a","since":9223372036854775808}', "bad_request"),
     ('{"op":"publish","channel":"room:a","data":"\\ud800"}', "bad_json"),
     ('{"op":"publish","channel":"room:a","data":"\\udfffx"}', "bad_json"),
     ("[" * 100000, "bad_json"),
@@ -74,3 +75,13 @@ def test_envelopes_are_compact_json():
     assert env == {"op": "message", "channel": "room:a", "offset": 3, "msg": "m1",
                    "data": {"t": "é"}, "from": "bob", "ts": 5}
     assert "é" in message("room:a", 3, "m1", "é", None, 5)  # not \\u-escaped
+
+
+@pytest.mark.parametrize("ttl", [0, -1, 1e300, float("inf"), float("nan"), True, "60",
+                                 367 * 86400])
+def test_push_ttls_are_bounded(ttl):
+    from wsapp.realtime.messages import check_ttl
+
+    with pytest.raises(RequestError):
+        check_ttl(ttl)
+    assert check_ttl(86400) == 86400 and check_ttl(None) is None

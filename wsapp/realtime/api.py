@@ -16,7 +16,14 @@ from werkzeug.exceptions import HTTPException
 from wsapp.realtime.auth import api_key_ok, valid_user
 from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.exceptions import RequestError
-from wsapp.realtime.messages import check_data_size, check_key, check_ttl, check_user, loads
+from wsapp.realtime.messages import (
+    MAX_OFFSET,
+    check_data_size,
+    check_key,
+    check_ttl,
+    check_user,
+    loads,
+)
 from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import check_channel
 from wsapp.realtime.state import AppState, state_of
@@ -169,7 +176,7 @@ def history() -> Any:
     """`?channel=…&since=…&limit=…` → stored messages after `since`, oldest first."""
     channel = request.args.get("channel", "")
     check_channel(channel)
-    since = _int_arg("since", 0, 0, 2**62)
+    since = _int_arg("since", 0, 0, MAX_OFFSET)
     limit = _int_arg("limit", 100, 1, 1000)
     return jsonify(channel=channel, **state_of().hub.store.history(channel, since, limit))
 

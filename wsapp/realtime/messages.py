@@ -77,7 +77,7 @@ def parse_request(text: str) -> dict[str, Any]:
         raise RequestError("bad_request", "publish: missing field 'data'", request_id)
     since = req.get("since")
     if op == "subscribe" and since is not None and (
-            not isinstance(since, int) or isinstance(since, bool) or since < 0):
+            not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= MAX_OFFSET):
         raise RequestError("bad_request", "subscribe: 'since' must be an offset >= 0 or null",
                            request_id)
     t = req.get("t")
@@ -92,6 +92,8 @@ def parse_request(text: str) -> dict[str, Any]:
 # -- the fields of a publish or push from the HTTP API or a feed (one set of rules) ----------
 
 KEY_MAX = 200  # characters of an idempotency key
+MAX_TTL = 366 * 86400.0  # seconds a push may wait for its ack: expiry times stay 64-bit
+MAX_OFFSET = 2**62  # an offset any store keeps as a 64-bit integer
 
 
 def check_user(user: Any) -> str:
@@ -106,8 +108,9 @@ def check_ttl(ttl: Any) -> float | None:
     if ttl is None:
         return None
     if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not math.isfinite(ttl) \
-            or ttl <= 0:
-        raise RequestError("bad_request", "'ttl' must be a finite number of seconds > 0")
+            or not 0 < ttl <= MAX_TTL:
+        raise RequestError("bad_request", "'ttl' must be seconds, more than 0 and at most a "
+                           "year")
     return ttl
 
 

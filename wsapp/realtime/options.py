@@ -3,8 +3,10 @@ engines. The server's `wsapp.config.Settings` extends this class with how it run
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib.util import find_spec
+from pathlib import Path
 from typing import TypeVar
 
 from wsapp.realtime.auth import ALGORITHMS, check_secret
@@ -125,6 +127,7 @@ class RealtimeOptions(WebSocketOptions):
                    not_negative=("rate_messages", "rate_bytes"),
                    positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
         parse_quotas(self.quota)
+        check_data_dir(self.data_dir)
         parse_channels(self.channels)
         check_url("store", self.store_url())
         check_url("broker", self.broker)
@@ -152,3 +155,16 @@ class RealtimeOptions(WebSocketOptions):
     def store_url(self) -> str:
         """The store URL, defaulting to a SQLite file in data_dir."""
         return self.store or f"sqlite:///{self.data_dir}/wsapp.db"
+
+
+def check_data_dir(path: str) -> None:
+    """ValueError unless `path` is (or can be made) a writable directory: said at start, not
+    as a traceback at the first publish."""
+    here = Path(path).absolute()
+    if here.exists() and not here.is_dir():
+        raise ValueError(f"data_dir: {path!r} is not a directory")
+    while not here.exists():  # it will be made: its nearest existing parent must allow it
+        here = here.parent
+    if not here.is_dir() or not os.access(here, os.W_OK | os.X_OK):
+        raise ValueError(f"data_dir: {path!r} cannot be written ({here} is not a writable "
+                         "directory)")

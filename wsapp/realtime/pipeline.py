@@ -81,10 +81,18 @@ class Pipeline:
                     result.set_exception(exc)
             return
         except Exception as exc:
-            log.exception("store batch of %d job(s) failed", len(jobs))
-            for _, result in batch:
-                if result is not None:
-                    result.set_exception(exc)
+            if len(batch) > 1:
+                # One bad job must not fail the others that happened to share its batch (the
+                # batch rolled back as a whole): each runs again on its own.
+                log.warning("store batch of %d job(s) failed (%s: %s); retrying one by one",
+                            len(jobs), type(exc).__name__, exc)
+                for item in batch:
+                    self._process([item])
+                return
+            log.error("store job %s failed", jobs[0][0], exc_info=exc)
+            result = batch[0][1]
+            if result is not None:
+                result.set_exception(exc)
             return
         for (job, result), value in zip(batch, results, strict=True):
             try:

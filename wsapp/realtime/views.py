@@ -20,6 +20,13 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 
+@bp.after_request
+def _nosniff(resp: Response) -> Response:
+    """JSON and JavaScript answers are never to be sniffed as anything else."""
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return resp
+
+
 @bp.route("/ws", websocket=True)
 def ws_endpoint() -> str:
     """Authenticate (the app's hook, else ?token=), then answer requests until the client
@@ -87,6 +94,4 @@ def healthz() -> Response:
 @bp.route("/wsapp.js")
 def client() -> Response:
     """The browser client: an ES module, no build step (rt.client_url)."""
-    resp = send_from_directory(STATIC, "wsapp.js", mimetype="text/javascript")
-    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-    return resp
+    return send_from_directory(STATIC, "wsapp.js", mimetype="text/javascript")

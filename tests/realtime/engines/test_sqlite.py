@@ -32,3 +32,17 @@ def test_sqlite_urls(url, path):
 def test_bad_sqlite_urls(url):
     with pytest.raises(ValueError):
         sqlite_path(url)
+
+
+def test_the_database_and_its_folder_are_private(tmp_path):
+    import os
+    import stat
+
+    s = SQLiteStore(f"sqlite:///{tmp_path}/data/private.db")
+    s.apply([("publish", "room:p", "m1", None, int(time.time() * 1000), "1")])
+    try:
+        assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700
+        for name in ("private.db", "private.db-wal"):
+            assert stat.S_IMODE(os.stat(tmp_path / "data" / name).st_mode) == 0o600, name
+    finally:
+        s.close()

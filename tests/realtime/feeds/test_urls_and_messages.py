@@ -104,8 +104,10 @@ def test_valid_messages():
     ("x" * (LIMIT + 4097), "message is 4197 bytes; the limit is 4196"),
     ('"just a string"', "a message must be a JSON object, not str"),
     ("[" * 3000, "not valid JSON"),  # nested past the recursion limit
-    ({"op": "push", "user": "ann", "data": 1, "ttl": 1e400}, "finite number of seconds"),
-    ({"op": "push", "user": "ann", "data": 1, "ttl": True}, "finite number of seconds"),
+    ('{"op": "push", "user": "ann", "data": NaN}', "NaN is not JSON"),
+    ('{"op": "push", "user": "ann", "data": "\\ud800"}', "lone surrogate"),
+    ({"op": "push", "user": "ann", "data": 1, "ttl": 1e400}, "Infinity is not JSON"),
+    ({"op": "push", "user": "ann", "data": 1, "ttl": True}, "'ttl' must be seconds"),
     ({"op": "push", "user": "ann", "data": 1, "key": ""}, "'key' must be a string of 1-200"),
     ({"op": "push", "user": "ann", "data": 1, "key": 7}, "'key' must be a string"),
     ({"op": "publish", "channel": 5, "data": 1}, "'channel' must be a string"),

@@ -9,6 +9,7 @@ on the same thread (so they see every earlier write).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -82,7 +83,10 @@ class SQLiteStore:
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Private: it holds every user's personal messages (SQLite gives its -wal and
+            # -shm files the database file's mode).
+            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed batch survives a process crash (kill -9); only an

@@ -12,7 +12,6 @@ as in the HTTP API. The text is refused unparsed past the size the API accepts i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from wsapp.realtime.messages import (
     check_key,
     check_ttl,
     check_user,
+    loads,
 )
 
 ENVELOPE = 4096  # bytes a message may carry beyond its data (the HTTP API's allowance too)
@@ -61,7 +61,7 @@ def parse_message(body: bytes | str, max_publish_size: int) -> FeedMessage:
         except UnicodeDecodeError as exc:
             raise Poison(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        doc = json.loads(body)
+        doc = loads(body)  # strict: no NaN, Infinity or lone surrogates
     except (ValueError, RecursionError) as exc:
         raise Poison(f"not valid JSON ({str(exc)[:100]})") from None
     if not isinstance(doc, dict):

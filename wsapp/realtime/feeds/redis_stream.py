@@ -110,14 +110,19 @@ class RedisStreamFeed:
         self._next_claim = 0.0
 
     def fetch(self, limit: int, wait: float) -> list[Delivery]:
-        """Entries claimed from dead consumers, then our own unacknowledged ones after a
-        reconnect, then new ones (waiting up to `wait` for the first)."""
+        """Our own unacknowledged entries after a reconnect, then entries claimed from dead
+        consumers, then new ones (waiting up to `wait` for the first).
+
+        Own entries are read before claiming: a claimed entry joins our own pending list, and
+        reading that list after the claim would hand the same entry over twice.
+        """
         try:
-            out = self._claim(limit)
-            if self._own_first and len(out) < limit:
-                own = self._read("0", limit - len(out), None)
-                self._own_first = bool(own)
-                out += own
+            out: list[Delivery] = []
+            if self._own_first:
+                out = self._read("0", limit, None)
+                self._own_first = bool(out)
+            if len(out) < limit:
+                out += self._claim(limit - len(out))
             if len(out) < limit:
                 out += self._read(">", limit - len(out), None if out else wait)
             return out
