@@ -225,7 +225,7 @@ def subscribe() -> Any:
     """`{"user", "channel"}`: subscribe every connection of the user to the channel."""
     body = json_body()
     user, channel = _user(body), _channel(body)
-    state_of().rt.subscribe(user, channel)
+    state_of().hub.request_subscribe(user, channel)
     return jsonify(user=user, channel=channel)
 
 
@@ -234,7 +234,7 @@ def unsubscribe() -> Any:
     """`{"user", "channel", "reason"?}`: unsubscribe every connection of the user."""
     body = json_body()
     user, channel = _user(body), _channel(body)
-    state_of().rt.unsubscribe(user, channel, _reason(body))
+    state_of().hub.request_unsubscribe(user, channel, _reason(body))
     return jsonify(user=user, channel=channel)
 
 
@@ -243,7 +243,7 @@ def close_channel() -> Any:
     """`{"channel", "reason"?}`: unsubscribe everybody from the channel."""
     body = json_body()
     channel = _channel(body)
-    state_of().rt.close_channel(channel, _reason(body))
+    state_of().hub.request_close_channel(channel, _reason(body))
     return jsonify(channel=channel)
 
 
@@ -256,7 +256,7 @@ def disconnect() -> Any:
     if not 4000 <= code <= 4999:
         raise RequestError("bad_request", "'code' must be an application close code, "
                            "4000..4999")
-    state_of().rt.disconnect(user, code, _reason(body))
+    state_of().hub.request_disconnect(user, code, _reason(body))
     return jsonify(user=user, code=code)
 
 
