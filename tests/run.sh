@@ -29,8 +29,8 @@ fi
 
 python3 -m ruff check .
 # The architecture's contracts: imports point down the layers, no cycles (pyproject.toml),
-# and every engine provably implements its protocol (mypy on the WebSocket layer and engines).
+# and every engine provably implements its protocol (mypy on the WebSocket and real-time layers).
 PYTHONPATH=. python3 -c 'from importlinter.cli import lint_imports_command; lint_imports_command()' \
   --no-cache
-python3 -m mypy wsapp/websocket wsapp/realtime/engines
+python3 -m mypy wsapp/websocket wsapp/realtime
 python3 -m pytest "$@"

@@ -302,7 +302,7 @@ class Hub(Recovery, Operations):
 
     def _dispatch(self, channel: str, text: str) -> None:
         """Send to the channel's subscribers (those replaying history get it after)."""
-        subs = self.channels.get(channel)
+        subs: Iterable[Client] | None = self.channels.get(channel)
         if not subs:
             return
         if self._replays:

@@ -42,8 +42,8 @@ def loads(text: str | bytes) -> Any:
     refuses) and lone UTF-16 surrogates (valid escapes, but no text: they cannot be sent on)
     are errors, so nothing we accept breaks a subscriber or a store write."""
     value = json.loads(text, parse_constant=_not_json)
-    escaped = (b"\\ud", b"\\uD") if isinstance(text, bytes) else ("\\ud", "\\uD")
-    if escaped[0] in text or escaped[1] in text:  # rare: only then look for a lone one
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    if "\\ud" in raw or "\\uD" in raw:  # rare: only then look for a lone one
         try:
             dumps(value).encode("utf-8")
         except UnicodeEncodeError:
@@ -71,8 +71,9 @@ def parse_request(text: str) -> dict[str, Any]:
         if name not in req:
             raise RequestError("bad_request", f"{op}: missing field '{name}'", request_id)
         if not isinstance(req[name], kind):
-            raise RequestError("bad_request", f"{op}: '{name}' must be a {kind.__name__}",
-                               request_id)
+            kinds = kind if isinstance(kind, tuple) else (kind,)
+            raise RequestError("bad_request", f"{op}: '{name}' must be a "
+                               f"{'/'.join(k.__name__ for k in kinds)}", request_id)
     if op == "publish" and "data" not in req:
         raise RequestError("bad_request", "publish: missing field 'data'", request_id)
     since = req.get("since")

@@ -82,9 +82,9 @@ class Recovery:
         """
         if since is None:
             self.subscribe(client, channel)
-            offset = self.last_offset(channel)
-            self._delivered.setdefault(channel, offset)  # where a catch-up would start
-            return {"offset": offset}
+            last = self.last_offset(channel)
+            self._delivered.setdefault(channel, last)  # where a catch-up would start
+            return {"offset": last}
         held = client.replaying[channel] = []
         self._replays += 1
         try:

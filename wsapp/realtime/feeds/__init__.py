@@ -15,7 +15,7 @@ its kind is configured; a missing one is a one-line error at start.
 from __future__ import annotations
 
 from importlib.util import find_spec
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wsapp.realtime.urls import redact
 
@@ -57,7 +57,7 @@ def open_feed(url: str) -> Feed:
     return _source_class(url.partition("://")[0].lower())(url)
 
 
-def _source_class(scheme: str) -> type:
+def _source_class(scheme: str) -> Any:
     source = SOURCES[scheme][0]
     if source == "redis":  # imported only when configured: each client is an optional extra
         from wsapp.realtime.feeds.redis_stream import RedisStreamFeed

@@ -128,7 +128,7 @@ class AmqpFeed:
                     break
         except UNREACHABLE as exc:
             raise FeedUnavailable(describe(exc)) from None
-        out = []
+        out: list[Delivery] = []
         while self._buffer and len(out) < limit:
             message = self._buffer.popleft()
             ident = message.properties.get("message_id")

@@ -135,8 +135,9 @@ class RedisStreamFeed:
         if now < self._next_claim:
             return []
         self._next_claim = now + min(5.0, self.claim_after_ms / 2000)
-        reply = self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                       self.claim_after_ms, "0-0", count=limit)
+        # (redis-py's type hints for stream replies are not their shapes)
+        reply: Any = self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                            self.claim_after_ms, "0-0", count=limit)
         claimed, deleted = reply[1], reply[2] if len(reply) > 2 else []
         if deleted:  # trimmed away while pending: nothing left to apply
             self.client.xack(self.stream, self.group, *deleted)
@@ -144,8 +145,8 @@ class RedisStreamFeed:
 
     def _read(self, start: str, count: int, wait: float | None) -> list[Delivery]:
         block = None if wait is None else max(1, int(wait * 1000))
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: start},
-                                       count=count, block=block)
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.stream: start},
+                                            count=count, block=block)
         entries = reply[0][1] if reply else []
         gone = [entry_id for entry_id, fields in entries if not fields]
         if gone:  # our own pending entries that were trimmed meanwhile
@@ -179,8 +180,9 @@ class RedisStreamFeed:
                 lag = info.get("lag")
                 if lag is None:  # entries were deleted: count what follows the group's place
                     last = _text(info.get("last-delivered-id")) or "0-0"
-                    lag = len(self.client.xrange(self.stream, f"({last}", "+",
-                                                 count=LAG_SCAN))
+                    scanned: Any = self.client.xrange(self.stream, f"({last}", "+",
+                                                      count=LAG_SCAN)
+                    lag = len(scanned)
                 return pending + int(lag)
         except UNREACHABLE as exc:
             raise FeedUnavailable(describe(exc)) from None
