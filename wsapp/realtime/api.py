@@ -24,13 +24,16 @@ from wsapp.realtime.messages import (
     check_user,
     loads,
 )
+from wsapp.realtime.openapi import document
 from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import check_channel
 from wsapp.realtime.state import AppState, state_of
 
 bp = Blueprint("wsapp_api", __name__)
 
-PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token", "wsapp_api.not_found")  # mint checks
+# Open without the key (mint_token checks it itself: the demo mode mints for anyone).
+PUBLIC = ("wsapp_api.config", "wsapp_api.mint_token", "wsapp_api.not_found",
+          "wsapp_api.openapi")
 MAX_TOKEN_TTL = 30 * 86400.0  # the longest token the API mints
 
 
@@ -284,6 +287,12 @@ def config() -> Any:
     """What pages need to know: demo mode or not, and where the client is."""
     state = state_of()
     return jsonify(demo=state.demo, client=state.client_url)
+
+
+@bp.route("/openapi.json")
+def openapi() -> Any:
+    """This API as an OpenAPI 3.1 document."""
+    return jsonify(document(state_of().settings.url_prefix))
 
 
 @bp.route("/presence")
