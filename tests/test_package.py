@@ -225,7 +225,8 @@ def test_the_console_script_and_module_answer_help_and_name_themselves_in_errors
     for argv, prog in (([script], "wsapp"), ([venv.python, "-m", "wsapp"], "python -m wsapp")):
         bad = venv.run(*argv, "--port", "abc")
         assert bad.returncode == 2, bad
-        assert f"{prog}: error: port: cannot read 'abc' as int" in bad.stderr, bad.stderr
+        assert bad.stderr.splitlines() == [f"{prog}: error: --port: cannot read 'abc' as int",
+                                           f"Run '{prog} --help' to see every flag."], bad.stderr
 
 
 @pytest.mark.parametrize("entry", ["script", "module"])
