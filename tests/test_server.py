@@ -104,6 +104,17 @@ def test_help_lists_every_flag():
     assert "--no-deflate" in out
 
 
+def test_the_start_up_log_says_demo_mode_and_where_the_data_goes(start_server, tmp_path):
+    demo = start_server("--data-dir", str(tmp_path / "d"))
+    log = demo.wait_for_log(r"data: .*\n").group(0)
+    assert f"SQLite {tmp_path}/d/wsapp.db" in log and f"{tmp_path}/d/secret" in log, log
+    assert "WARNING wsapp.server: demo mode: no --api-key" in demo.log()
+    keyed = start_server("--api-key", "k", "--secret", "s" * 32, "--data-dir", str(tmp_path))
+    log = keyed.wait_for_log(r"data: .*\n").group(0)
+    assert "token keys from --secret" in log and "broker memory" in log, log
+    assert "demo mode" not in keyed.log()
+
+
 def test_wsapp_port_environment_variable(start_server):
     port = free_port()
     srv = start_server(env={"WSAPP_PORT": str(port), "WSAPP_MAX_MESSAGE_SIZE": "1000"},
