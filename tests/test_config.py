@@ -44,6 +44,8 @@ def test_repeatable_quota_flag():
     ([], {"WSAPP_WORKERS": "0"}, "WSAPP_WORKERS: must be at least 1, got 0"),
     ([], {"WSAPP_PORT": "x"}, "WSAPP_PORT: cannot read 'x' as int"),
     (["--jwt-algorithm", "RS256"], {}, "--jwt-public-key: RS256 needs the public key"),
+    (["--feed", "amqp://h/"], {}, "--feed amqp://h/: needs ?queue=NAME"),
+    ([], {"WSAPP_FEED": "amqp://h/"}, "WSAPP_FEED amqp://h/: needs ?queue=NAME"),
 ])
 def test_a_bad_setting_is_one_line_naming_the_flag_then_a_pointer_to_help(argv, env, says,
                                                                           capsys):

@@ -119,14 +119,14 @@ def from_args(argv: Sequence[str] | None = None,
 
 
 def _where(message: str, given: set[str], environ: Mapping[str, str] | None) -> str:
-    """A settings error ("max_connections: ...") naming what the user wrote: the flag, or the
-    environment variable when the value came from there only."""
-    name, sep, reason = message.partition(": ")
+    """A settings error ("max_connections: ...", "feed URL: ...") naming what the user wrote:
+    the flag, or the environment variable when the value came from there only."""
+    name, sep, rest = message.partition(" " if message.startswith("feed ") else ": ")
     if not sep or name not in {f.name for f in fields(Settings)}:
         return message
     if name not in given and env_name(name) in (os.environ if environ is None else environ):
-        return f"{env_name(name)}: {reason}"
-    return f"--{name.replace('_', '-')}: {reason}"
+        return f"{env_name(name)}{sep}{rest}"
+    return f"--{name.replace('_', '-')}{sep}{rest}"
 
 
 def markdown_table() -> str:
