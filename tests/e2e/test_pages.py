@@ -62,6 +62,8 @@ def test_with_an_api_key_every_page_explains_how_to_sign_in(own_server, browsers
     expect(page.locator("#task-start")).to_be_disabled()
     page.goto(base + "/chat")
     expect(page.locator("#chat-error")).to_contain_text("Sign in above to chat")
+    expect(page.locator("#chat-send")).to_be_disabled()
+    expect(page.locator("#presence-state")).to_have_text("Sign in to see who is here.")
     expect(page.locator("#nick-form")).to_be_hidden()  # your name is your token's
 
     # Signed in with a pasted token: this tab acts as that user on every page.
@@ -71,6 +73,8 @@ def test_with_an_api_key_every_page_explains_how_to_sign_in(own_server, browsers
     sign_in(page, mint(base, key, "ann"), "ann")
     expect(page.locator("#who-note")).to_have_text(
         "You chat as ann, the user your token names.")
+    expect(page.locator("#presence li.me")).to_have_text("annyou")
+    expect(page.locator("#chat-send")).to_be_enabled()
     page.goto(base + "/tasks")
     live(page)
     expect(page.locator("#whoami")).to_have_text("as ann")

@@ -20,7 +20,8 @@ def readme_section_code(title: str) -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readmes_add_wsapp_section_is_the_quickstart_example_and_it_runs(example, browsers):
+def test_readmes_add_wsapp_section_is_the_quickstart_example_and_it_runs(example, browsers,
+                                                                          shot):
     assert readme_section_code("Add wsapp to your Flask app") == QUICKSTART.read_text("utf-8")
     app = example("quickstart")
     one, two = browsers.page(app.base + "/"), browsers.page(app.base + "/")
@@ -34,6 +35,7 @@ def test_readmes_add_wsapp_section_is_the_quickstart_example_and_it_runs(example
         expect(said).to_have_count(1)
         expect(said).to_have_text(re.compile(r"^guest-[0-9a-f]{6}: HELLO <B>THERE</B>$"))
     expect(one.locator("#text")).to_have_value("")
+    shot(one, "example-quickstart")
 
 
 def sign_in(page, name: str) -> None:
@@ -48,7 +50,8 @@ def said(page) -> list[str]:
             for t in page.locator("#messages li").all_text_contents()]
 
 
-def test_chat_with_the_apps_own_login_membership_and_database(example, browsers, tmp_path):
+def test_chat_with_the_apps_own_login_membership_and_database(example, browsers, shot,
+                                                              tmp_path):
     app = example("chat")
     alice = browsers.page(app.base + "/")
     alice.fill("input[name=name]", "alice")
@@ -79,6 +82,7 @@ def test_chat_with_the_apps_own_login_membership_and_database(example, browsers,
     expect(bob.locator("#messages li")).to_have_count(3)
     assert said(bob) == ["alicefirst", "alicesecond <i>x</i>", "alicethird"]
     assert bob.locator("#messages i").count() == 0  # text, never HTML
+    shot(bob, "example-chat-390")
 
     # on_subscribe decides membership from the app's table: bob is not in #staff.
     bob.click("#rooms button[data-room=staff]")
@@ -96,7 +100,7 @@ def test_chat_with_the_apps_own_login_membership_and_database(example, browsers,
                     ("general", "alice", "third"), ("staff", "alice", "staff only")]
 
 
-def test_a_long_job_started_by_rpc_reports_each_step(example, browsers):
+def test_a_long_job_started_by_rpc_reports_each_step(example, browsers, shot):
     app = example("jobs")
     page = browsers.page(app.base + "/")
     other = browsers.page(app.base + "/")  # another browser: another user
@@ -117,9 +121,10 @@ def test_a_long_job_started_by_rpc_reports_each_step(example, browsers):
     assert sorted(set(steps)) == list(range(1, 21)), steps  # every step, one at a time
     assert steps == sorted(steps)
     assert other.locator("#jobs li").count() == 0  # nobody else hears of it
+    shot(page, "example-jobs")
 
 
-def test_a_dashboard_of_several_values_pushed_together(example, browsers):
+def test_a_dashboard_of_several_values_pushed_together(example, browsers, shot):
     app = example("dashboard")
     page = browsers.page(app.base + "/")
     expect(page.locator("#time")).to_have_text(re.compile(r"^\d\d:\d\d:\d\d$"))
@@ -130,5 +135,6 @@ def test_a_dashboard_of_several_values_pushed_together(example, browsers):
     other = browsers.page(app.base + "/")
     expect(other.locator("#online")).to_have_text("2")
     expect(page.locator("#online")).to_have_text("2")
+    shot(page, "example-dashboard")
     other.context.close()
     expect(page.locator("#online")).to_have_text("1")

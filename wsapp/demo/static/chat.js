@@ -88,7 +88,8 @@ function renderPresence() {
   const live = client.state === "live";
   const members = room && live ? [...room.members].sort() : [];
   $("presence-count").textContent = live ? members.length : "–";
-  notice($("presence-state"), live ? "" : "Offline: reconnecting…");
+  notice($("presence-state"), !live ? "Offline: reconnecting…"
+    : client.identity ? "" : "Sign in to see who is here.");
   $("presence").replaceChildren(...members.map((m) =>
     h("li", { class: m === client.identity ? "me" : null, title: m }, h("span", {}, m),
       m === client.identity ? h("small", {}, "you") : null)));
@@ -169,11 +170,12 @@ for (const op of ["join", "leave"]) {
   });
 }
 client.on("state", (state) => {
-  $("chat-send").disabled = state !== "live";
-  if (state === "live") return;
-  for (const room of rooms.values()) {   // nobody is known to be here until we are back
-    room.ready = false;
-    room.members.clear();
+  $("chat-send").disabled = state !== "live" || !client.identity;
+  if (state !== "live") {
+    for (const room of rooms.values()) {   // nobody is known to be here until we are back
+      room.ready = false;
+      room.members.clear();
+    }
   }
   renderPresence();
 });

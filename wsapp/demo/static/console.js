@@ -117,8 +117,8 @@ function add(e) {
       e.category ? h("span", { class: "tag" }, e.category) : null),
     h("td", { class: "status", dataset: { label: "Status" } }, h("span", { class: "badge" }),
       h("small", { class: "detail" })),
-    h("td", { class: "delivered", dataset: { label: "Delivered" } }, e.user ? "–" : ""),
-    h("td", { class: "acked", dataset: { label: "Acked" } }, e.user ? "–" : ""));
+    h("td", { class: "delivered", dataset: { label: "Delivered" } }, e.user ? "–" : null),
+    h("td", { class: "acked", dataset: { label: "Acked" } }, e.user ? "–" : null));
   entries.set(e.msg, e);
   $("sent-rows").prepend(e.tr);
   $("sent-empty").hidden = true;

@@ -20,8 +20,10 @@ function showState(state) {
 }
 
 function add(text) {
-  const li = h("li", { class: "pending" }, h("span", { class: "out" }, `→ ${text}`),
-    h("span", { class: "in" }, "waiting for the echo…"), h("span", { class: "rtt" }));
+  // The <li> keeps its list number; the grid that lays the line out is inside it.
+  const li = h("li", { class: "pending" }, h("div", { class: "line" },
+    h("span", { class: "out" }, `→ ${text}`), h("span", { class: "in" }, "waiting for the echo…"),
+    h("span", { class: "rtt" })));
   log.append(li);
   while (log.children.length > KEEP) log.firstElementChild.remove();
   log.start = sent - log.children.length + 1;   // the lines keep their numbers
