@@ -101,7 +101,8 @@ def attach(rt: Realtime, interval: float = 1.0) -> None:
 
     @rt.on_subscribe(CHANNEL)
     def _start_publishing(user: str | None, channel: str) -> bool:
-        start(current_app._get_current_object(), rt, interval)  # the app of this request
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app
+        start(app, rt, interval)  # of this request: the greenlet holds it weakly
         return True
 
 
