@@ -30,19 +30,39 @@ def test_repeatable_quota_flag():
     assert s.quota == "promo=3/day,total=20/day"
 
 
-@pytest.mark.parametrize("argv,says", [
-    (["--port", "x"], "cannot read"),
-    (["--ping-timeout", "soon"], "cannot read"),
-    (["--port", "70000"], "port"),
-    (["--max-message-size", "-1"], "max_message_size"),
-    (["--handshake-timeout", "-1"], "handshake_timeout"),
-    (["--log-level", "LOUD"], "log_level"),
+@pytest.mark.parametrize("argv,env,says", [
+    (["--port", "x"], {}, "--port: cannot read 'x' as int"),
+    (["--ping-timeout", "soon"], {}, "--ping-timeout: cannot read 'soon' as float"),
+    (["--port", "70000"], {}, "--port: 70000 is not in 0..65535"),
+    (["--max-message-size", "-1"], {}, "--max-message-size: must be at least 1, got -1"),
+    (["--handshake-timeout", "-1"], {}, "--handshake-timeout: must be greater than 0"),
+    (["--log-level", "LOUD"], {}, "--log-level: 'LOUD' is not DEBUG"),
+    (["--workers", "0"], {}, "--workers: must be at least 1, got 0"),
+    (["--workers", "-2"], {}, "--workers: must be at least 1, got -2"),
+    (["--port"], {}, "--port: expected one argument"),
+    (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+    ([], {"WSAPP_WORKERS": "0"}, "WSAPP_WORKERS: must be at least 1, got 0"),
+    ([], {"WSAPP_PORT": "x"}, "WSAPP_PORT: cannot read 'x' as int"),
+    (["--jwt-algorithm", "RS256"], {}, "--jwt-public-key: RS256 needs the public key"),
+    (["--feed", "amqp://h/"], {}, "--feed amqp://h/: needs ?queue=NAME"),
+    ([], {"WSAPP_FEED": "amqp://h/"}, "WSAPP_FEED amqp://h/: needs ?queue=NAME"),
 ])
-def test_bad_values_exit_with_a_message(argv, says, capsys):
+def test_a_bad_setting_is_one_line_naming_the_flag_then_a_pointer_to_help(argv, env, says,
+                                                                          capsys):
     with pytest.raises(SystemExit) as exc:
-        from_args(argv, {})
+        from_args(argv, env, prog="serve.py")
     assert exc.value.code == 2
-    assert says in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert out.out == ""
+    first, pointer = out.err.splitlines()  # two lines, not the usage block
+    assert first.startswith(f"serve.py: error: {says}"), out.err
+    assert pointer == "Run 'serve.py --help' to see every flag."
+
+
+def test_a_flag_names_itself_even_when_the_environment_set_it_too(capsys):
+    with pytest.raises(SystemExit):
+        from_args(["--workers", "0"], {"WSAPP_WORKERS": "2"})
+    assert "--workers: must be at least 1" in capsys.readouterr().err
 
 
 def test_bad_env_value_names_the_field():

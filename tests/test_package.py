@@ -194,10 +194,11 @@ def test_the_installed_server_serves_every_page_from_outside_the_checkout(venv):
     with venv.serving([venv.python, "-m", "wsapp", "--host", "127.0.0.1", "--port", str(port),
                        "--data-dir", str(venv.base / "data")], port):
         for page in PAGES:
-            assert b"/static/style.css" in get(port, page), page  # base.html rendered
+            assert b"/demo/static/style.css" in get(port, page), page  # base.html rendered
         # each static file, byte for byte: the package's copy reached the wheel
         statics = {"/wsapp.js": ROOT / "wsapp/realtime/static/wsapp.js",
-                   **{f"/static/{p.name}": p for p in (ROOT / "wsapp/demo/static").iterdir()}}
+                   **{f"/demo/static/{p.name}": p
+                      for p in (ROOT / "wsapp/demo/static").iterdir()}}
         for path, source in statics.items():
             assert get(port, path) == source.read_bytes(), path
         assert json.loads(get(port, "/healthz"))["status"] == "ok"
@@ -225,7 +226,8 @@ def test_the_console_script_and_module_answer_help_and_name_themselves_in_errors
     for argv, prog in (([script], "wsapp"), ([venv.python, "-m", "wsapp"], "python -m wsapp")):
         bad = venv.run(*argv, "--port", "abc")
         assert bad.returncode == 2, bad
-        assert f"{prog}: error: port: cannot read 'abc' as int" in bad.stderr, bad.stderr
+        assert bad.stderr.splitlines() == [f"{prog}: error: --port: cannot read 'abc' as int",
+                                           f"Run '{prog} --help' to see every flag."], bad.stderr
 
 
 @pytest.mark.parametrize("entry", ["script", "module"])

@@ -104,6 +104,17 @@ def test_help_lists_every_flag():
     assert "--no-deflate" in out
 
 
+def test_the_start_up_log_says_demo_mode_and_where_the_data_goes(start_server, tmp_path):
+    demo = start_server("--data-dir", str(tmp_path / "d"))
+    log = demo.wait_for_log(r"data: .*\n").group(0)
+    assert f"SQLite {tmp_path}/d/wsapp.db" in log and f"{tmp_path}/d/secret" in log, log
+    assert "WARNING wsapp.server: demo mode: no --api-key" in demo.log()
+    keyed = start_server("--api-key", "k", "--secret", "s" * 32, "--data-dir", str(tmp_path))
+    log = keyed.wait_for_log(r"data: .*\n").group(0)
+    assert "token keys from --secret" in log and "broker memory" in log, log
+    assert "demo mode" not in keyed.log()
+
+
 def test_wsapp_port_environment_variable(start_server):
     port = free_port()
     srv = start_server(env={"WSAPP_PORT": str(port), "WSAPP_MAX_MESSAGE_SIZE": "1000"},
@@ -123,14 +134,16 @@ def test_flag_wins_over_environment(start_server):
     assert not port_open(env_port)
 
 
-INVALID = {
-    "port-word": (["--port", "abc"], {}, "abc"),
-    "unknown-flag": (["--no-such-flag"], {}, "--no-such-flag"),
-    "env-word": ([], {"WSAPP_MAX_CONNECTIONS": "many"}, "many"),
-    "port-range": (["--port", "70000"], {}, "70000"),
-    "negative-size": (["--max-message-size", "-1"], {}, "max"),
-    "negative-timeout": (["--handshake-timeout", "-1"], {}, "handshake"),
-    "deflate-level": ([], {"WSAPP_DEFLATE_LEVEL": "11"}, "deflate_level"),
+INVALID = {  # the one line each prints (after "serve.py: error: ")
+    "port-word": (["--port", "abc"], {}, "--port: cannot read 'abc' as int"),
+    "unknown-flag": (["--no-such-flag"], {}, "unrecognized arguments: --no-such-flag"),
+    "env-word": ([], {"WSAPP_MAX_CONNECTIONS": "many"},
+                 "WSAPP_MAX_CONNECTIONS: cannot read 'many' as int"),
+    "port-range": (["--port", "70000"], {}, "--port: 70000 is not in 0..65535"),
+    "negative-size": (["--max-message-size", "-1"], {}, "--max-message-size: must be at least"),
+    "negative-timeout": (["--handshake-timeout", "-1"], {}, "--handshake-timeout: must be"),
+    "deflate-level": ([], {"WSAPP_DEFLATE_LEVEL": "11"}, "WSAPP_DEFLATE_LEVEL: must be 1..9"),
+    "no-workers": (["--workers", "0"], {}, "--workers: must be at least 1, got 0"),
 }
 
 
@@ -175,9 +188,13 @@ def test_invalid_setting_gives_a_clear_error(invalid_runs, name):
     assert name in invalid_runs, "serve.py neither exited nor listened within 60s"
     code, err = invalid_runs[name]
     assert code is not None, f"serve.py accepted {args or env} and started serving"
-    assert code != 0
+    assert code == 2
     assert "Traceback" not in err, err
-    assert mentions in err, err
+    # One line naming the flag (or variable) and the reason, then where the flags are: not
+    # argparse's usage block, whose last line used to be the only one that mattered.
+    first, pointer = err.splitlines()
+    assert first.startswith(f"serve.py: error: {mentions}"), err
+    assert pointer == "Run 'serve.py --help' to see every flag."
 
 
 def test_connections_run_and_close_in_process_even_when_handle_raises():

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from wsapp.realtime.options import RealtimeOptions
 from wsapp.websocket import options
@@ -57,7 +59,7 @@ class Settings(RealtimeOptions):
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not in 0..65535")
         super().validate()
-        self.check(at_least_one=("backlog",), not_negative=("shutdown_timeout",))
+        self.check(at_least_one=("backlog", "workers"), not_negative=("shutdown_timeout",))
         if not self.api_key and not self.public_demo and not loopback(self.host):
             raise ValueError(f"host: demo mode (no --api-key: anyone may mint any user's token "
                              f"and read anyone's messages) refuses to listen on {self.host}; "
@@ -73,9 +75,20 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings.from_env(environ)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, but a mistake is reported in one line naming the flag and the
+    reason, then where the flags are listed: the 40-line usage block would bury the one
+    line that matters (it was the last one)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # "--port: expected ..."
+        self.exit(2, f"{self.prog}: error: {message}\n"
+                     f"Run '{self.prog} --help' to see every flag.\n")
+
+
 def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
     """An argparse parser with one flag per Settings field, grouped by layer."""
-    parser = argparse.ArgumentParser(prog=prog, description="wsapp: real-time push for Flask")
+    parser = Parser(prog=prog, description="wsapp: real-time push for Flask")
     for title, group in field_sections(Settings):
         section = parser.add_argument_group(f"{title} settings")
         for f in group:
@@ -99,20 +112,31 @@ def from_args(argv: Sequence[str] | None = None,
     (`prog` names the program in it)."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    given = {name for name, raw in vars(args).items() if raw is not None}
     try:
         settings = from_env(environ)
         by_name = {f.name: f for f in fields(Settings)}
-        for name, raw in vars(args).items():
-            if raw is None:
-                continue
+        for name in given:
+            raw = getattr(args, name)
             if isinstance(raw, list):  # a repeatable flag: join its values
                 raw = ",".join(raw)
             value = raw if isinstance(raw, bool) else convert(by_name[name], raw)
             setattr(settings, name, value)
         settings.validate()
     except ValueError as exc:
-        parser.error(str(exc))
+        parser.error(_where(str(exc), given, environ))
     return settings
+
+
+def _where(message: str, given: set[str], environ: Mapping[str, str] | None) -> str:
+    """A settings error ("max_connections: ...", "feed URL: ...") naming what the user wrote:
+    the flag, or the environment variable when the value came from there only."""
+    name, sep, rest = message.partition(" " if message.startswith("feed ") else ": ")
+    if not sep or name not in {f.name for f in fields(Settings)}:
+        return message
+    if name not in given and env_name(name) in (os.environ if environ is None else environ):
+        return f"{env_name(name)}{sep}{rest}"
+    return f"--{name.replace('_', '-')}{sep}{rest}"
 
 
 def markdown_table() -> str:

@@ -87,6 +87,21 @@ def shutdown(server: WSGIServer, timeout: float) -> None:
     server.stop(timeout=1)
 
 
+def log_mode(settings: Settings) -> None:
+    """Say at start which mode this is and where the data goes: a newcomer should not have
+    to read the docs to learn that anyone may act as anyone, or what lands on disk."""
+    if not settings.api_key:
+        log.warning("demo mode: no --api-key, so anyone may mint a token for any user and use "
+                    "the whole HTTP API; set --api-key (WSAPP_API_KEY) outside your machine")
+    store = settings.store_url()
+    where = (f"SQLite {store.removeprefix('sqlite:///')}" if store.startswith("sqlite:")
+             else redact(store))
+    keys = ("--jwt-public-key" if settings.jwt_algorithm != "HS256" else
+            "--secret" if settings.secret else f"{settings.data_dir}/secret (made if missing)")
+    log.info("data: channel history, personal messages and push records in %s; broker %s; "
+             "token keys from %s", where, redact(settings.broker), keys)
+
+
 def serve_forever(server: WSGIServer, settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     stopping = Event()
@@ -103,13 +118,7 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     server.start()
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
-    if realtime is not None:
-        if realtime.demo:
-            log.warning("DEMO MODE: no --api-key, so anyone who can reach this server may mint "
-                        "a token for any user and read anyone's messages; set --api-key "
-                        "(and --secret) in production")
-        log.info("data: store %s, broker %s", redact(realtime.settings.store_url()),
-                 redact(realtime.settings.broker))
+    log_mode(settings)
     try:
         stopping.wait()
     finally:

@@ -1,18 +1,19 @@
-"""Push console and inbox: an operator in one browser, users in others, statuses live."""
+"""Push console and inbox: an operator in one browser, users in others, statuses live; the
+inbox lists what a user was sent on open; the console's table on a phone."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import urllib.request
 
+import pytest
 from playwright.sync_api import expect
+
+from e2e.pages import PHONE, WIDTHS, assert_no_sideways_scroll, live, mint, sign_in
 
 XSS = "<img src=x onerror=alert(1)> hi zoe <script>alert(2)</script>"
 INJECTED = "#inbox img, #inbox script, #sent-rows img, #sent-rows script"
-
-
-def live(page) -> None:
-    expect(page.locator("#conn-state")).to_have_attribute("data-state", "live")
 
 
 def pick(console, label: str) -> None:
@@ -103,14 +104,6 @@ def test_console_follows_pushes_to_browser_users(own_server, browsers, shot) -> 
     shot(zoe, "inbox")
 
 
-def _mint(base: str, key: str, user: str) -> str:
-    req = urllib.request.Request(
-        base + "/api/tokens", data=json.dumps({"user": user}).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.load(resp)["token"]
-
-
 def test_console_and_inbox_with_an_api_key(own_server, browsers) -> None:
     key = "console-test-key"
     base = own_server.start("--api-key", key).base
@@ -129,12 +122,91 @@ def test_console_and_inbox_with_an_api_key(own_server, browsers) -> None:
     sent = row(console, "keyed hello")
     expect(sent).to_have_attribute("data-status", "pending")
 
-    # Without demo mode the inbox cannot mint a token: it asks for one.
-    ann = browsers.page(base + "/inbox?user=ann")
-    expect(ann.locator("#token-field")).to_be_visible()
-    expect(ann.locator("#inbox-error")).to_contain_text("token")
-    ann.fill("#token-input", _mint(base, key, "ann"))
-    ann.click("#user-go")
+    # Without demo mode the inbox cannot mint a token: it says how to sign in.
+    ann = browsers.page(base + "/inbox")
+    live(ann)
+    expect(ann.locator("#inbox-error")).to_contain_text("Sign in above to open your inbox")
+    expect(ann.locator("#user-form")).to_have_count(0)  # your inbox is your token's user's
+    sign_in(ann, mint(base, key, "ann"), "ann")
+    expect(ann.locator("#inbox-user")).to_have_text("ann")
     expect(ann.locator("#inbox li.personal", has_text="keyed hello")).to_have_attribute(
         "data-state", "acked")
     expect(sent).to_have_attribute("data-status", "acked")
+
+
+def api(base: str, path: str, body: dict) -> dict:
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_inbox_lists_what_the_user_was_sent_on_open_and_after_reload(
+        web, browsers, shot, width) -> None:
+    user = f"ivy{secrets.token_hex(3)}"
+    # Acked while a first inbox was open: never delivered again, yet still the user's.
+    first = browsers.page(f"{web.base}/inbox?user={user}")
+    live(first)
+    seen = api(web.base, "/api/push", {"user": user, "data": {"text": "seen earlier"}})
+    expect(first.locator("#inbox li.personal")).to_have_attribute("data-state", "acked")
+    first.context.close()
+    # While no inbox was open: a personal message (stored) and one to everyone.
+    api(web.base, "/api/push", {"user": user, "data": {"text": "while you were away",
+                                                        "category": "news"}})
+    api(web.base, "/api/publish", {"channel": "room:all", "data": {"text": f"all {user}"}})
+
+    page = browsers.page(f"{web.base}/inbox?user={user}", width=width)
+    live(page)
+    personal = page.locator("#inbox li.personal")
+    expect(personal).to_have_count(2)
+    expect(personal.filter(has_text="seen earlier")).to_have_attribute("data-state", "acked")
+    expect(personal.filter(has_text="while you were away")).to_have_attribute(
+        "data-state", "acked")  # delivered on connect, shown, acked by the client
+    expect(page.locator("#inbox li.everyone", has_text=f"all {user}")).to_have_count(1)
+    newest = personal.first  # newest first
+    expect(newest).to_contain_text("while you were away")
+    expect(newest.locator(".tag")).to_have_text("news")
+
+    # After a reload: the same lines, once each, and new ones still arrive live.
+    page.reload()
+    live(page)
+    expect(personal).to_have_count(2)
+    expect(page.locator("#inbox li.personal[data-state=acked]")).to_have_count(2)
+    api(web.base, "/api/push", {"user": user, "data": {"text": "live one"}})
+    expect(personal).to_have_count(3)
+    expect(personal.first).to_contain_text("live one")
+    page.wait_for_timeout(300)
+    msgs = page.eval_on_selector_all("#inbox li", "els => els.map((el) => el.dataset.msg)")
+    assert len(msgs) == len(set(msgs)) and seen["msg"] in msgs
+    expect(page.locator("#inbox-count")).to_have_text(str(len(msgs)))
+    assert_no_sideways_scroll(page)
+    shot(page, f"inbox-records-{width}")
+
+
+def test_the_console_table_fits_a_phone(web, browsers, shot) -> None:
+    user = f"pia{secrets.token_hex(3)}"
+    inbox = browsers.page(f"{web.base}/inbox?user={user}")
+    console = browsers.page(web.base + "/console", width=PHONE, height=900)
+    live(inbox)
+    live(console)
+    send(console, "a long message to see how the row wraps on a narrow screen", user=user,
+         category="alert")
+    pushed = row(console, "a long message")
+    expect(pushed).to_have_attribute("data-status", "acked")
+    send(console, "to everyone, from a phone")
+    expect(row(console, "to everyone")).to_have_attribute("data-status", "published")
+    assert_no_sideways_scroll(console)
+    # The point of the page stays in view: both times of the push, labelled, inside the card.
+    card = console.locator(".sent-card").bounding_box()
+    for cell in ("delivered", "acked"):
+        td = pushed.locator(f"td.{cell}")
+        expect(td.locator("time")).to_have_count(1)
+        box = td.bounding_box()
+        assert box["x"] >= card["x"] and box["x"] + box["width"] <= card["x"] + card["width"]
+        label = td.evaluate("(el) => getComputedStyle(el, '::before').content")
+        assert label == f'"{cell.capitalize()}"', label
+    assert console.evaluate(
+        "(el) => el.scrollWidth <= el.clientWidth",
+        console.locator(".sent-card").element_handle())
+    shot(console, "console-phone")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from playwright.sync_api import expect
+
+from e2e.pages import PHONE, live
 
 # Records every value the header's connection state takes.
 WATCH_STATE = """() => {
@@ -15,8 +18,11 @@ WATCH_STATE = """() => {
 }"""
 
 
-def live(page, timeout: float = 10_000) -> None:
-    expect(page.locator("#conn-state")).to_have_attribute("data-state", "live", timeout=timeout)
+# Where the header and its status badge are (a layout jump moves them).
+BOXES = """() => ["header.top", "#conn-state", ".latency"].map((sel) => {
+  const r = document.querySelector(sel).getBoundingClientRect();
+  return [r.x, r.y, r.width, r.height].map(Math.round);
+})"""
 
 
 def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browsers, shot) -> None:
@@ -25,7 +31,7 @@ def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browse
     own_server.start("--secret", "before-the-crash-" * 3)
     tag = secrets.token_hex(3)
     room = f"crash-{tag}"
-    chat = browsers.page(own_server.base + "/chat")
+    chat = browsers.page(own_server.base + "/chat", width=PHONE)
     watcher = browsers.page(own_server.base + "/chat")
     echo = browsers.page(own_server.base + "/echo")
     for page, nick in ((chat, f"carol-{tag}"), (watcher, f"dave-{tag}")):
@@ -40,10 +46,19 @@ def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browse
     live(echo)
     for page in (chat, watcher, echo):
         page.evaluate(WATCH_STATE)
+    expect(chat.locator("#latency")).to_have_text(re.compile(r"\d ms$"))
+    layout = chat.evaluate(BOXES)
 
     own_server.kill()
     for page in (chat, watcher, echo):
         expect(page.locator("#conn-state")).to_have_attribute("data-state", "reconnecting")
+        # No stale round trip, and presence does not claim anyone (you) is online.
+        expect(page.locator("#latency")).to_have_text("–")
+    for page in (chat, watcher):
+        expect(page.locator("#presence li")).to_have_count(0)
+        expect(page.locator("#presence-state")).to_have_text("Offline: reconnecting…")
+        expect(page.locator("#presence-count")).to_have_text("–")
+    assert chat.evaluate(BOXES) == layout  # at 390 px too, the header did not move
     own_server.start("--secret", "after-the-crash-" * 3)
     for page in (chat, watcher, echo):
         live(page, timeout=20_000)

@@ -1,12 +1,11 @@
-"""Task progress: steps reach the page as they happen; cancel; several jobs; reload."""
+"""Task progress: jobs started by RPC, steps reaching the page as they happen; cancel;
+several jobs; reload; each user sees only their own."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-
 from playwright.sync_api import expect
+
+from e2e.pages import PHONE, assert_no_sideways_scroll, live
 
 # Records (ms since the observer started, step) each time a job's step changes in the DOM.
 OBSERVE = """() => {
@@ -23,10 +22,6 @@ OBSERVE = """() => {
   }).observe(document.getElementById("jobs"),
              { subtree: true, attributes: true, attributeFilter: ["data-step"] });
 }"""
-
-
-def live(page) -> None:
-    expect(page.locator("#conn-state")).to_have_attribute("data-state", "live")
 
 
 def start_job(page, steps: int, step_seconds: float, label: str):
@@ -104,52 +99,30 @@ def test_cancel_several_jobs_and_reload(web, browsers, shot) -> None:
     expect(keep).to_have_attribute("data-state", "cancelled", timeout=3000)
 
 
-def call(base: str, method: str, path: str, body: object = None,
-         token: str | None = None) -> tuple[int, dict]:
-    """(status, JSON) of one HTTP request."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.load(resp)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def test_task_api_validates_and_caps(web) -> None:
-    for bad in ({"steps": 0}, {"steps": 10_000}, {"steps": "5"}, {"steps": True},
-                {"step_seconds": 0}, {"step_seconds": 60}, {"label": 5}):
-        status, body = call(web.base, "POST", "/api/tasks", bad)
-        assert status == 400 and body["error"], (bad, body)
-    assert call(web.base, "POST", "/api/tasks/nope/cancel")[0] == 404
-    # Per-user cap on running jobs (anonymous callers share one allowance).
-    started = []
-    for _ in range(6):
-        status, body = call(web.base, "POST", "/api/tasks", {"steps": 50, "step_seconds": 0.2})
-        if status != 201:
-            break
-        started.append(body["id"])
-    assert status == 429 and 1 <= len(started) <= 4, (status, body, started)
-    for job_id in started:
-        assert call(web.base, "POST", f"/api/tasks/{job_id}/cancel")[1]["state"] == "cancelled"
-
-
-def test_task_api_with_api_key_needs_tokens_and_keeps_jobs_private(own_server) -> None:
-    own_server.start("--api-key", "k3y")
-    base = own_server.base
-    tokens = {u: call(base, "POST", "/api/tokens", {"user": u}, token="k3y")[1]["token"]
-              for u in ("ann", "ben")}
-    assert call(base, "GET", "/api/tasks")[0] == 401
-    assert call(base, "POST", "/api/tasks", {}, token="not.valid")[0] == 401
-    status, job = call(base, "POST", "/api/tasks", {"steps": 50}, token=tokens["ann"])
-    assert status == 201 and job["by"] == "ann"
-    ann = call(base, "GET", "/api/tasks", token=tokens["ann"])[1]
-    ben = call(base, "GET", "/api/tasks", token=tokens["ben"])[1]
-    assert [j["id"] for j in ann["jobs"]] == [job["id"]] and ben["jobs"] == []
-    assert ann["channel"] != ben["channel"] and ann["channel"].startswith("sys:tasks.")
-    assert call(base, "POST", f"/api/tasks/{job['id']}/cancel", token=tokens["ben"])[0] == 404
-    status, done = call(base, "POST", f"/api/tasks/{job['id']}/cancel", token=tokens["ann"])
-    assert status == 200 and done["state"] == "cancelled"
+def test_jobs_belong_to_the_user_who_started_them(web, browsers) -> None:
+    ann = browsers.page(web.base + "/tasks")
+    ben = browsers.page(web.base + "/tasks", width=PHONE)  # another browser: another guest
+    live(ann)
+    live(ben)
+    expect(ann.locator("#task-start")).to_be_enabled()
+    mine = start_job(ann, 40, 0.2, "ann's job")
+    ann.wait_for_timeout(600)  # several steps: none of them reach ben
+    expect(ben.locator("#jobs li.job")).to_have_count(0)
+    expect(ben.locator("#jobs-empty")).to_be_visible()
+    # Each user has their own allowance: ann's running job takes nothing from ben's.
+    for n in range(4):
+        start_job(ben, 40, 0.2, f"ben {n}")
+    ben.fill("#task-label", "ben 5")
+    ben.click("#task-start")
+    expect(ben.locator("#task-error")).to_have_text(
+        "Could not start the job: you have 4 jobs running (at most 4); wait or cancel one")
+    expect(ben.locator("#jobs li.job")).to_have_count(4)
+    assert_no_sideways_scroll(ben)
+    running = ben.locator("#jobs li.job[data-state=running]")
+    for left in (3, 2, 1, 0):
+        running.first.locator("button.cancel").click()
+        expect(running).to_have_count(left)
+    expect(ben.locator("#jobs li.job[data-state=cancelled]")).to_have_count(4)
+    expect(mine).to_have_attribute("data-state", "running")
+    mine.locator("button.cancel").click()
+    expect(mine).to_have_attribute("data-state", "cancelled")

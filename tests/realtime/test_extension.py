@@ -333,3 +333,26 @@ def test_revoked_tokens_are_refused_and_their_connections_closed(host):
     assert info.code == 4401 and "revoked" in info.reason
     time.sleep(1.1)  # a token issued after the revocation's second is good again
     assert host.open(query=f"?token={jwt_for(claims(sub='gina'))}").welcome["user"] == "gina"
+
+
+def test_records_and_demo_mode_on_the_realtime_object(tmp_path):
+    app = Flask("records")
+    app.config.update(WSAPP_DATA_DIR=str(tmp_path))
+    rt = Realtime(app)
+    with app.app_context():
+        assert rt.demo is True  # no API key
+        assert rt.records("ivy") == []
+        pushed = rt.push("ivy", {"text": "while you were away"}, category="news")
+        assert pushed["status"] == "stored"
+        [record] = rt.records("ivy")
+        assert (record["msg"], record["status"], record["category"], record["data"]) == (
+            pushed["msg"], "pending", "news", {"text": "while you were away"})
+        assert rt.records("ivy", status="acked") == []
+        for bad in ({"status": "read"}, {"limit": 0}):
+            with pytest.raises(ValueError):
+                rt.records("ivy", **bad)
+        with pytest.raises(ValueError, match="user"):
+            rt.records("no spaces")
+    keyed = Flask("keyed")
+    keyed.config.update(WSAPP_DATA_DIR=str(tmp_path / "k"), WSAPP_API_KEY="k")
+    assert Realtime(keyed).demo is False  # the only app it serves: no context needed

@@ -15,8 +15,9 @@ from collections import deque
 from typing import Any
 
 import gevent
-from flask import Flask
+from flask import Flask, current_app
 
+from wsapp.demo import demo_state
 from wsapp.realtime.ext import Realtime
 
 CHANNEL = "sys:dashboard"
@@ -94,19 +95,20 @@ def _run(app_ref: weakref.ref, rt: Realtime, interval: float) -> None:
         del app
 
 
-def attach(app: Flask, rt: Realtime, interval: float = 1.0) -> None:
+def attach(rt: Realtime, interval: float = 1.0) -> None:
     """Publish the figures from the first subscription to sys:dashboard on (no greenlet
     until someone watches)."""
 
     @rt.on_subscribe(CHANNEL)
     def _start_publishing(user: str | None, channel: str) -> bool:
-        start(app, rt, interval)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]  # the real app
+        start(app, rt, interval)  # of this request: the greenlet holds it weakly
         return True
 
 
 def start(app: Flask, rt: Realtime, interval: float = 1.0) -> gevent.Greenlet:
     """Start the app's publisher once; later calls return the running greenlet."""
-    demo = app.extensions["wsapp.demo"]
+    demo = demo_state(app)
     running = demo.get("dashboard")
     if running is not None and not running.dead:
         return running

@@ -1,106 +1,86 @@
-"""Demo pages' server side: dashboard figures, task progress jobs, chat.
+"""The task page's server side, on the public API only: three RPCs and a channel rule.
 
-The dashboard publisher starts with the app's first request (not at registration, so apps
-that never serve — tests build many — run no greenlet and open no store). Task jobs are
-driven over HTTP:
+    client.rpc("start_job", {"steps": 20, "step_seconds": 0.25, "label": "…"}) → the job
+    client.rpc("cancel_job", {"id": "…"})                                      → the job
+    client.rpc("list_jobs")   → {"channel": "tasks:<you>", "jobs": [...], "limits": {...}}
 
-- `GET /api/tasks` → `{"channel": …, "jobs": [...], "limits": {...}}`: the jobs the caller
-  may see and the channel their updates are published on.
-- `POST /api/tasks {"steps": 20, "step_seconds": 0.25, "label": "…"}` → 201 and the job.
-- `POST /api/tasks/<id>/cancel` → the job.
-
-In demo mode (no API key) anyone may use them and every job is on the shared `sys:tasks`
-board; otherwise they need `Authorization: Bearer <token>` and each user sees only their own
-jobs, on a private channel named in the listing. Chat needs nothing here: it is plain
-`room:*` channels on /ws.
+The caller is the connection's user, so every job has a real owner: only they list, cancel
+and watch it (`tasks:<user>`, guarded by an on_subscribe hook), and the running-job cap is
+theirs alone. Connections without a user are refused with `unauthorized` and a hint to sign
+in. Refusals are TaskErrors, mapped to their error code by an on_error handler.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from typing import Any
 
-from wsapp.demo import demo_rt
-from wsapp.demo.tasks import TaskError, TaskRunner
-from wsapp.realtime.auth import TokenError
+from flask import current_app
 
-bp = Blueprint("demo", __name__)
-
-
-
-def _demo_mode() -> bool:
-    """True when the server has no API key, so anyone may mint tokens."""
-    return not current_app.config["WSAPP_API_KEY"]
+from wsapp.demo import demo_state
+from wsapp.demo.tasks import NAMESPACE, TaskError, TaskRunner
+from wsapp.realtime.exceptions import Reject
+from wsapp.realtime.ext import Realtime
 
 
-def _caller() -> str | None:
-    """The user named by the Bearer token; None in demo mode without one; else 401."""
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not token:
-        if _demo_mode():
-            return None
-        raise TaskError(401, "a user token is required (Authorization: Bearer <token>)")
-    try:
-        return demo_rt(current_app).identify(token).user
-    except TokenError as exc:
-        raise TaskError(401, f"unauthorized: {exc}") from None
-
-
-def runner(app: Flask) -> TaskRunner:
-    """The app's job runner, created on first use."""
-    demo = app.extensions["wsapp.demo"]
+def runner(rt: Realtime) -> TaskRunner:
+    """The current app's job runner, created on first use."""
+    demo = demo_state(current_app)
     tasks = demo.get("tasks")
     if tasks is None:
-        rt = demo_rt(app)
-        # Each step carries the job's whole state and reloads refetch it: nothing to store.
+        # Each step carries the job's whole state and the page lists the jobs again after
+        # every (re)subscribe: there is nothing to replay, so nothing is stored.
         tasks = demo["tasks"] = TaskRunner(lambda ch, data: rt.publish(ch, data, persist=False))
     return tasks
 
 
-def _owner(user: str | None) -> str | None:
-    """Whose jobs these are: nobody's (public) in demo mode, else the caller's."""
-    return None if _demo_mode() else user
+def _owner(user: str | None) -> str:
+    if user is None:
+        raise Reject("unauthorized", "sign in first: jobs belong to the user who starts them")
+    return user
 
 
-@bp.errorhandler(TaskError)
-def _task_error(exc: TaskError) -> tuple[Response, int]:
-    return jsonify(error=str(exc)), exc.status
+def _params(params: Any) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise TaskError("bad_request", "params must be a JSON object")
+    return params
 
 
-@bp.get("/api/tasks")
-def list_tasks() -> Response:
-    """The caller's visible jobs and the channel their updates arrive on."""
-    user = _caller()
-    owner = _owner(user)
-    tasks = runner(current_app._get_current_object())
-    lim = tasks.limits
-    return jsonify(
-        channel=tasks.channel(owner),
-        jobs=[j.public() for j in tasks.visible(owner)],
-        limits={"max_steps": lim.max_steps, "min_step_seconds": lim.min_step_seconds,
-                "max_step_seconds": lim.max_step_seconds,
-                "max_running_per_owner": lim.max_running_per_owner},
-    )
+def attach(rt: Realtime) -> None:
+    """Register the RPCs, the channel's options and who may watch it."""
+    # Job updates: no presence, no joins and leaves, nothing kept.
+    rt.channel(f"{NAMESPACE}:*", presence=False, join_leave=False, history_size=0)
 
+    @rt.on_subscribe(f"{NAMESPACE}:*")
+    def only_the_owner(user: str | None, channel: str) -> bool:
+        if channel != TaskRunner.channel(_owner(user)):
+            raise Reject("forbidden", "only its owner may watch a user's jobs")
+        return True
 
-@bp.post("/api/tasks")
-def start_task() -> tuple[Response, int]:
-    """Start a job: JSON body with optional steps, step_seconds, label."""
-    user = _caller()
-    body = request.get_json(silent=True)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise TaskError(400, "the body must be a JSON object")
-    tasks = runner(current_app._get_current_object())
-    job = tasks.start(_owner(user), body.get("steps", 20), body.get("step_seconds", 0.25),
-                      body.get("label"), by=user)
-    return jsonify(job.public()), 201
+    @rt.rpc("start_job")
+    def start_job(user: str | None, params: Any) -> dict[str, Any]:
+        p = _params(params)
+        job = runner(rt).start(_owner(user), p.get("steps", 20), p.get("step_seconds", 0.25),
+                               p.get("label"))
+        return job.public()
 
+    @rt.rpc("cancel_job")
+    def cancel_job(user: str | None, params: Any) -> dict[str, Any]:
+        return runner(rt).cancel(_params(params).get("id"), _owner(user)).public()
 
-@bp.post("/api/tasks/<job_id>/cancel")
-def cancel_task(job_id: str) -> Response:
-    """Cancel a running job (no-op if it already ended)."""
-    user = _caller()
-    tasks = runner(current_app._get_current_object())
-    return jsonify(tasks.cancel(job_id, _owner(user)).public())
+    @rt.rpc("list_jobs")
+    def list_jobs(user: str | None, params: Any) -> dict[str, Any]:
+        owner = _owner(user)
+        tasks = runner(rt)
+        lim = tasks.limits
+        return {"channel": tasks.channel(owner),
+                "jobs": [j.public() for j in tasks.visible(owner)],
+                "limits": {"max_steps": lim.max_steps,
+                           "min_step_seconds": lim.min_step_seconds,
+                           "max_step_seconds": lim.max_step_seconds,
+                           "max_running_per_owner": lim.max_running_per_owner}}
+
+    @rt.on_error(TaskError)
+    def refused(exc: TaskError) -> Reject:
+        return Reject(exc.code, str(exc))

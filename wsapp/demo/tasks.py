@@ -1,18 +1,16 @@
 """The demo job runner: long jobs in greenlets, each step published the moment it happens.
 
+Every job has an owner, the user who started it: only they see it, cancel it and hear of it.
 A job runs `steps` steps of `step_seconds` each. After every step (and on start, finish,
-cancel or failure) its whole state is published on its channel: `sys:tasks` for jobs without
-an owner (demo mode: everyone watches the same board), otherwise the owner's private board
-`sys:tasks.<hmac>` — a name only the owner learns (from the authenticated job list), so
-nobody else can subscribe to it. (`user:<id>` is not used: that is the user's acked inbox.)
-Running jobs are capped overall and per owner; finished jobs are kept for `keep_seconds` so
-a reloaded page still shows how they ended.
+cancel or failure) its whole state is published on the owner's channel `tasks:<owner>`,
+which only the owner may subscribe to (jobs.py's on_subscribe hook). (`user:<id>` is not
+used: that is the user's acked inbox, where every step would wait for an ack.) Running jobs
+are capped overall and per owner; finished jobs are kept for `keep_seconds` so a reloaded
+page still shows how they ended. Jobs live in the process that runs them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -25,15 +23,16 @@ from gevent.event import Event
 
 log = logging.getLogger("wsapp.demo.tasks")
 
-PUBLIC_CHANNEL = "sys:tasks"
+NAMESPACE = "tasks"
 
 
 class TaskError(Exception):
-    """A refused request; `status` is the HTTP status to answer with."""
+    """A refused request; `code` is the error code the caller gets (bad_request, not_found,
+    too_many_jobs, busy)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.code = code
 
 
 @dataclass
@@ -55,8 +54,7 @@ class Job:
     """One job's state; `public()` is what clients see."""
 
     id: str
-    owner: str | None  # who may see and cancel it; None: everyone
-    by: str | None  # who started it, for display
+    owner: str  # who started it: the only one who sees and cancels it
     channel: str
     label: str
     steps: int
@@ -69,7 +67,7 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         return {
-            "id": self.id, "by": self.by, "label": self.label, "steps": self.steps,
+            "id": self.id, "label": self.label, "steps": self.steps,
             "step": self.step, "step_seconds": self.step_seconds, "state": self.state,
             "progress": round(self.step / self.steps, 4),
             "created": int(self.created * 1000),
@@ -87,14 +85,11 @@ class TaskRunner:
         self.publish = publish
         self.limits = limits or Limits()
         self.jobs: dict[str, Job] = {}
-        self._key = secrets.token_bytes(16)  # names private boards; new on each start
 
-    def channel(self, owner: str | None) -> str:
+    @staticmethod
+    def channel(owner: str) -> str:
         """The channel `owner`'s jobs are published on."""
-        if owner is None:
-            return PUBLIC_CHANNEL
-        digest = hmac.new(self._key, owner.encode("utf-8"), hashlib.sha256).hexdigest()
-        return f"{PUBLIC_CHANNEL}.{digest[:24]}"
+        return f"{NAMESPACE}:{owner}"
 
     # -- queries -----------------------------------------------------------------------
 
@@ -102,52 +97,53 @@ class TaskRunner:
         """Every running job."""
         return [j for j in self.jobs.values() if j.state == "running"]
 
-    def visible(self, owner: str | None) -> list[Job]:
-        """The jobs `owner` may see, oldest first (ownerless jobs are everyone's)."""
+    def visible(self, owner: str) -> list[Job]:
+        """`owner`'s jobs, oldest first."""
         self._expire()
-        return sorted((j for j in self.jobs.values() if j.owner is None or j.owner == owner),
+        return sorted((j for j in self.jobs.values() if j.owner == owner),
                       key=lambda j: j.created)
 
-    def get(self, job_id: str, owner: str | None) -> Job:
-        """The job, if `owner` may see it; else TaskError 404."""
-        job = self.jobs.get(job_id)
-        if job is None or (job.owner is not None and job.owner != owner):
-            raise TaskError(404, "no such job")
+    def get(self, job_id: Any, owner: str) -> Job:
+        """The job, if it is `owner`'s (someone else's is as unknown as a missing one)."""
+        job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+        if job is None or job.owner != owner:
+            raise TaskError("not_found", f"you have no job {job_id!r}")
         return job
 
     # -- commands ----------------------------------------------------------------------
 
-    def start(self, owner: str | None, steps: Any = 20, step_seconds: Any = 0.25,
-              label: Any = None, by: str | None = None) -> Job:
-        """Validate, check the caps, and start a job; `by` is who asked (shown, not checked)."""
+    def start(self, owner: str, steps: Any = 20, step_seconds: Any = 0.25,
+              label: Any = None) -> Job:
+        """Validate, check the caps, and start a job for `owner`."""
         lim = self.limits
         steps = _number(steps, "steps", int)
         step_seconds = _number(step_seconds, "step_seconds", float)
         if not 1 <= steps <= lim.max_steps:
-            raise TaskError(400, f"steps must be 1..{lim.max_steps}")
+            raise TaskError("bad_request", f"steps must be 1..{lim.max_steps}")
         if not lim.min_step_seconds <= step_seconds <= lim.max_step_seconds:
-            raise TaskError(400, f"step_seconds must be {lim.min_step_seconds}.."
-                                 f"{lim.max_step_seconds}")
+            raise TaskError("bad_request", f"step_seconds must be {lim.min_step_seconds}.."
+                                           f"{lim.max_step_seconds}")
         if steps * step_seconds > lim.max_duration:
-            raise TaskError(400, f"a job may last at most {lim.max_duration:g} s")
+            raise TaskError("bad_request", f"a job may last at most {lim.max_duration:g} s")
         if label is not None and not isinstance(label, str):
-            raise TaskError(400, "label must be a string")
+            raise TaskError("bad_request", "label must be a string")
         self._expire()
         if len(self.running()) >= lim.max_running:
-            raise TaskError(429, f"{lim.max_running} jobs are running already; try later")
-        mine = [j for j in self.running() if (j.owner, j.by) == (owner, by)]
+            raise TaskError("busy", f"{lim.max_running} jobs are running on this server "
+                                    "already; try again later")
+        mine = [j for j in self.running() if j.owner == owner]
         if len(mine) >= lim.max_running_per_owner:
-            raise TaskError(429, f"you have {lim.max_running_per_owner} jobs running; "
-                                 "wait or cancel one")
+            raise TaskError("too_many_jobs", f"you have {len(mine)} jobs running (at most "
+                                             f"{lim.max_running_per_owner}); wait or cancel one")
         job_id = secrets.token_hex(4)
-        job = Job(id=job_id, owner=owner, by=by or owner, channel=self.channel(owner),
+        job = Job(id=job_id, owner=owner, channel=self.channel(owner),
                   label=(label or f"job {job_id}")[:60], steps=steps, step_seconds=step_seconds)
         self.jobs[job.id] = job
         self._send(job)
         gevent.spawn(self._run, job)
         return job
 
-    def cancel(self, job_id: str, owner: str | None) -> Job:
+    def cancel(self, job_id: Any, owner: str) -> Job:
         """Ask a job to stop; it stops at once (mid-step). Cancelling a finished job is a no-op."""
         job = self.get(job_id, owner)
         if job.state == "running":
@@ -183,7 +179,7 @@ class TaskRunner:
         try:
             self.publish(job.channel, {"type": "job", "job": job.public()})
         except Exception:
-            # A failed publish must not kill the job: the page also polls on reload.
+            # A failed publish must not kill the job: the page lists the jobs on reload.
             log.exception("publishing job %s failed", job.id)
 
     def _expire(self) -> None:
@@ -199,7 +195,7 @@ class TaskRunner:
 
 def _number(value: Any, name: str, kind: type) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TaskError(400, f"{name} must be a number")
+        raise TaskError("bad_request", f"{name} must be a number")
     if kind is int and value != int(value):
-        raise TaskError(400, f"{name} must be a whole number")
+        raise TaskError("bad_request", f"{name} must be a whole number")
     return kind(value)

@@ -10,9 +10,9 @@ the Realtime object never keeps an app, so one of them can serve several apps.
 
 Policy is the app's, through decorators (today's rules are the defaults, see policy.py):
 `authenticate`, `on_subscribe(pattern)`, `on_publish(pattern)`, `rpc(name)`, `on_connect`,
-`on_disconnect`, `on_error`. The server-side API (`publish`, `push`, `subscribe`,
+`on_disconnect`, `on_error`. The server-side API (`publish`, `push`, `records`, `subscribe`,
 `unsubscribe`, `close_channel`, `disconnect`, `presence`, `is_online`, `token`,
-`revoke_tokens`) works on the current app, or on the only app this Realtime serves; the
+`revoke_tokens`, `demo`) works on the current app, or on the only app this Realtime serves; the
 operations on connections reach every process through the broker.
 """
 
@@ -26,10 +26,12 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, has_app_context
 
 from wsapp.realtime.auth import valid_user
+from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.exceptions import Reject
 from wsapp.realtime.hooks import Hooks
 from wsapp.realtime.operations import CLOSE_DISCONNECT
 from wsapp.realtime.options import RealtimeOptions
+from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import (
     ChannelOptions,
     check_channel,
@@ -90,6 +92,12 @@ class Realtime:
             raise RuntimeError("no app context, and this Realtime serves "
                                f"{len(states)} apps: call it inside an app context")
         return states[0]
+
+    @property
+    def demo(self) -> bool:
+        """Demo mode: the app has no WSAPP_API_KEY, so the HTTP API is open and anyone may
+        mint a token for any user (pages can say so, or explain how to sign in)."""
+        return self.state().demo
 
     @property
     def client_url(self) -> str:
@@ -175,6 +183,17 @@ class Realtime:
         it): {"msg", "status": delivered | stored | suppressed, "reason", "offset"}."""
         _check_user(user)
         return self.state().hub.push(user, data, category, ttl)
+
+    def records(self, user: str, status: str | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+        """The push records of `user`, newest first (GET /api/users/<id>/messages): msg,
+        status, reason, category, offset, created, delivered, acked, expires, attempts, data."""
+        _check_user(user)
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status: one of {', '.join(STATUSES)}")
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit: 1..1000")
+        return self.state().hub.store.records(user, status, limit, now_ms())
 
     def subscribe(self, user: str, channel: str) -> None:
         """Subscribe every connection of `user`, on every process, to `channel`."""

@@ -63,8 +63,9 @@ def test_the_server_refuses_a_bad_feed_at_start_in_one_line():
                              "postgresql://u@h/db"], capture_output=True, text=True,
                             timeout=30, env=clean_env())
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        "serve.py: error: feed postgresql://u@h/db: needs ?table=NAME")
+    assert result.stderr.strip().splitlines() == [
+        "serve.py: error: --feed postgresql://u@h/db: needs ?table=NAME",
+        "Run 'serve.py --help' to see every flag."]
 
 
 def test_a_missing_client_library_names_the_extra_to_install():

@@ -1,31 +1,30 @@
-// Chat page: rooms (room:<name> channels), a nickname (the token's user id) and presence.
-// Everything users typed is inserted as text (h() / textContent), never as HTML.
-import { WsClient, bindHeader, guestId, h, savedNickname } from "../wsapp.js";
+// Chat page: rooms (room:<name> channels) opened with the history the server keeps, a
+// nickname (the token's user id, in demo mode) and presence. Users' text is inserted as
+// text (h() / textContent), never as HTML.
+//
+// History: each room is subscribed `since: 0`, so the server replays what it keeps and then
+// continues live, holding live messages back until the replay is out. Each message is shown
+// once: the page skips any offset it has already shown.
+//
+// A nickname change reconnects as another user. Before it does, the page announces it in
+// each of its rooms ({type: "rename", to}, sent as the old name), so the others show one
+// "X is now Y" line and treat the leave and join that follow as the rename they are.
+import { $, clock, demo, h, notice, pageClient, saveNickname } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const NICK = /^[A-Za-z0-9_.@-]{1,32}$/;
 const ROOM = /^[A-Za-z0-9_.-]{1,40}$/;
-const KEEP = 200;   // messages kept per room
+const KEEP = 200;   // messages shown per room
 
-const rooms = new Map();   // name -> {unsubscribe, items: [li], members: Set, unread}
+// name -> {items: [li], members: Set, unread, offset (last shown), ready (live, not
+// replaying), unsubscribe}
+const rooms = new Map();
 let active = null;
-let nick = savedNickname() || guestId();
 
-const client = new WsClient({ user: nick });
-bindHeader(client);
-
-function note(text) {
-  $("chat-error").hidden = !text;
-  $("chat-error").textContent = text || "";
-}
+const client = pageClient();
+const note = (text) => notice($("chat-error"), text);
 
 function saveRooms() {
   localStorage.setItem("wsapp.rooms", JSON.stringify([...rooms.keys()]));
-}
-
-function time(ms) {
-  return new Date(ms || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
-    hourCycle: "h23" });
 }
 
 function addItem(name, li, { counts = true } = {}) {
@@ -44,12 +43,35 @@ function addItem(name, li, { counts = true } = {}) {
   }
 }
 
+function event(text, ts) {
+  return h("li", { class: "event" }, h("time", {}, clock(ts)), text);
+}
+
 function onMessage(name, data, frame) {
+  const room = rooms.get(name);
+  if (!room) return;
+  if (typeof frame.offset === "number") {   // history and live meet here: show each once
+    if (frame.offset <= room.offset) return;
+    room.offset = frame.offset;
+  }
+  if (data && data.type === "rename" && typeof data.to === "string" && frame.from) {
+    return renamed(name, room, frame.from, data.to, frame.ts);
+  }
   const text = data && typeof data === "object" && typeof data.text === "string"
     ? data.text : JSON.stringify(data);
   const from = frame.from ?? "server";
   addItem(name, h("li", { class: from === client.identity ? "msg mine" : "msg" },
-    h("time", {}, time(frame.ts)), h("b", { class: "from" }, from), h("span", { class: "text" }, text)));
+    h("time", {}, clock(frame.ts)), h("b", { class: "from" }, from),
+    h("span", { class: "text" }, text)));
+}
+
+function renamed(name, room, from, to, ts) {
+  addItem(name, event(`${from} is now ${to}`, ts), { counts: false });
+  if (!room.ready) return;   // from the history: presence says who is here now
+  // Live: the old name's leave and the new name's join that follow are no news.
+  room.members.delete(from);
+  room.members.add(to);
+  if (name === active) renderPresence();
 }
 
 function renderRooms() {
@@ -63,8 +85,11 @@ function renderRooms() {
 
 function renderPresence() {
   const room = rooms.get(active);
-  const members = room ? [...room.members].sort() : [];
-  $("presence-count").textContent = members.length;
+  const live = client.state === "live";
+  const members = room && live ? [...room.members].sort() : [];
+  $("presence-count").textContent = live ? members.length : "–";
+  notice($("presence-state"), !live ? "Offline: reconnecting…"
+    : client.identity ? "" : "Sign in to see who is here.");
   $("presence").replaceChildren(...members.map((m) =>
     h("li", { class: m === client.identity ? "me" : null, title: m }, h("span", {}, m),
       m === client.identity ? h("small", {}, "you") : null)));
@@ -84,9 +109,10 @@ async function loadPresence(name) {
 
 function join(name, { focus = true } = {}) {
   if (!rooms.has(name)) {
-    const room = { items: [], members: new Set(), unread: 0, unsubscribe: null };
+    const room = { items: [], members: new Set(), unread: 0, offset: 0, ready: false };
     rooms.set(name, room);
-    room.unsubscribe = client.subscribe(`room:${name}`, (data, frame) => onMessage(name, data, frame));
+    room.unsubscribe = client.subscribe(`room:${name}`,
+      (data, frame) => onMessage(name, data, frame), { since: 0 });
     saveRooms();
   }
   if (focus) show(name);
@@ -115,25 +141,51 @@ function show(name) {
   if (client.state === "live") loadPresence(name);
 }
 
+/** Announce the new name in every room (as the old one), then reconnect under it. */
+async function rename(to) {
+  if (client.state === "live" && client.identity) {
+    await Promise.allSettled([...rooms.keys()].map((name) =>
+      client.publish(`room:${name}`, { type: "rename", to })));
+  }
+  saveNickname(to);
+  client.setUser(to);   // a token for the new name, then a fresh connection
+}
+
 client.on("subscribed", ({ channel }) => {
-  if (channel.startsWith("room:")) loadPresence(channel.slice(5));
+  const room = channel.startsWith("room:") ? rooms.get(channel.slice(5)) : null;
+  if (!room) return;
+  room.ready = true;   // the replay is out: what comes now is live
+  loadPresence(channel.slice(5));
 });
 for (const op of ["join", "leave"]) {
   client.on(op, ({ channel, user }) => {
     const name = channel.startsWith("room:") ? channel.slice(5) : null;
     const room = rooms.get(name);
-    // Skip no-op events: after a server restart everyone "joins" again, with no leave before.
+    // No news (a rename announced it; after a server restart everyone "joins" again).
     if (!room || room.members.has(user) === (op === "join")) return;
     if (op === "join") room.members.add(user); else room.members.delete(user);
     if (name === active) renderPresence();
-    addItem(name, h("li", { class: "event" }, h("time", {}, time()),
-      `${user} ${op === "join" ? "joined" : "left"}`), { counts: false });
+    if (user === client.identity) return;   // our own comings and goings are no news to us
+    addItem(name, event(`${user} ${op === "join" ? "joined" : "left"}`), { counts: false });
   });
 }
-client.on("state", (state) => { $("chat-send").disabled = state !== "live"; });
+client.on("state", (state) => {
+  $("chat-send").disabled = state !== "live" || !client.identity;
+  if (state !== "live") {
+    for (const room of rooms.values()) {   // nobody is known to be here until we are back
+      room.ready = false;
+      room.members.clear();
+    }
+  }
+  renderPresence();
+});
 client.on("welcome", (w) => {
   $("nick-input").value = w.user || "";
-  if (!w.user) note("Connected anonymously: this server needs a token to chat.");
+  $("who-note").textContent = w.user ? `You chat as ${w.user}, the user your token names.`
+    : "You are not signed in: sign in above to chat.";
+  if (w.user) note("");
+  else note(demo ? "Connected anonymously: this server did not give this page a token."
+    : "Sign in above to chat: rooms are for signed-in users.");
 });
 
 $("chat-form").addEventListener("submit", async (ev) => {
@@ -155,10 +207,8 @@ $("nick-form").addEventListener("submit", (ev) => {
   const value = $("nick-input").value.trim();
   if (!NICK.test(value)) return note("A nickname is 1–32 letters, digits, _ . @ -");
   if (value === client.identity) return;
-  nick = value;
-  localStorage.setItem("wsapp.nick", nick);
   note("");
-  client.setUser(nick);   // a token for the new name, then a fresh connection
+  rename(value);
 });
 
 $("room-form").addEventListener("submit", (ev) => {
@@ -177,5 +227,3 @@ for (const name of (saved.length ? saved : ["lobby", "random"]).filter((n) => RO
 }
 const last = localStorage.getItem("wsapp.room");
 show(rooms.has(last) ? last : rooms.keys().next().value);
-$("nick-input").value = nick;
-client.connect();

@@ -1,9 +1,11 @@
 // Push console: send to everyone / a room / a user through the HTTP API, then follow each
 // personal push's status (pending → delivered → acked, or suppressed / expired) by polling
-// its records while any is still open. Everything typed is rendered as text (h()).
-import { WsClient, bindHeader, h } from "../wsapp.js";
+// its records while any is still open. Everything typed is rendered as text (h()). The API's
+// address comes from the client (apiUrl: beside rt.client_url), so the page follows the
+// extension's URL prefix.
+import { apiUrl } from "wsapp";
+import { $, clock, demo, h, notice, pageClient } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const USER = /^[A-Za-z0-9_.@-]{1,64}$/;
 const ROOM = /^[A-Za-z0-9_.@-]{1,40}$/;
 const EVERYONE = "room:all";   // the channel every inbox page listens to
@@ -21,20 +23,12 @@ const HELP = {
     "again on every reconnect until then. Quotas may suppress it (by category).",
 };
 
-let demo = true;
 let apiKey = null;            // typed by the operator; lives only in this variable
 const entries = new Map();    // msg id -> what we sent and what we know about it
 let polling = false;
 
-// The header shows whether the server is reachable; the console needs no identity, so
-// it connects anonymously instead of minting a guest token.
-const client = new WsClient({ token: async () => null });
-bindHeader(client);
-
-function note(text) {
-  $("console-error").hidden = !text;
-  $("console-error").textContent = text || "";
-}
+pageClient();   // the header: the console itself talks to the HTTP API
+const note = (text) => notice($("console-error"), text);
 
 function target() {
   return document.querySelector("input[name=target]:checked").value;
@@ -49,12 +43,13 @@ function showTarget() {
   $("target-help").textContent = HELP[kind];
 }
 
-/** One API call; resolves to {status, json} for any HTTP answer, throws if unreachable. */
-async function api(path, body) {
+/** One API call (POST with a body, else GET with `query`); resolves to {status, json} for
+ * any HTTP answer, throws if unreachable. */
+async function api(path, body, query) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (apiKey) headers.Authorization = `Bearer ${apiKey}`;
-  const resp = await fetch(path, {
+  const resp = await fetch(apiUrl(path) + (query ? `?${new URLSearchParams(query)}` : ""), {
     method: body === undefined ? "GET" : "POST", headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
@@ -65,23 +60,18 @@ async function api(path, body) {
 
 function failure(res) {
   if (res.status === 401) {
-    demo = false;   // the config said otherwise, or could not be read: ask for the key
     $("key-field").hidden = false;
     return "The API key was refused: type the server's key.";
   }
   return res.json.reason || res.json.error || `HTTP ${res.status}`;
 }
 
-function clock(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
-    second: "2-digit", hourCycle: "h23" });
-}
-
 /** A time cell: the clock time, and how long after the push was created. */
 function stamp(ms, since) {
   if (!ms) return ["–"];
   const after = since ? h("small", {}, `+${((ms - since) / 1000).toFixed(1)} s`) : null;
-  return [h("time", { datetime: new Date(ms).toISOString() }, clock(ms)), after];
+  return [h("time", { datetime: new Date(ms).toISOString() }, clock(ms, { seconds: true })),
+    after];
 }
 
 function detail(e) {
@@ -119,14 +109,16 @@ function add(e) {
     : e.channel === EVERYONE ? [h("span", { class: "kind" }, "everyone")]
       : [h("span", { class: "kind" }, "room"), " ", e.channel.slice(5)];
   e.trail = [];
+  // data-label: on a narrow screen each row is a card whose cells name themselves.
   e.tr = h("tr", { dataset: { msg: e.msg } },
-    h("td", { class: "when" }, clock(e.sent)),
-    h("td", { class: "to" }, to),
-    h("td", { class: "text" }, h("span", {}, e.text),
+    h("td", { class: "when", dataset: { label: "Sent" } }, clock(e.sent, { seconds: true })),
+    h("td", { class: "to", dataset: { label: "To" } }, to),
+    h("td", { class: "text", dataset: { label: "Message" } }, h("span", {}, e.text),
       e.category ? h("span", { class: "tag" }, e.category) : null),
-    h("td", { class: "status" }, h("span", { class: "badge" }), h("small", { class: "detail" })),
-    h("td", { class: "delivered" }, e.user ? "–" : ""),
-    h("td", { class: "acked" }, e.user ? "–" : ""));
+    h("td", { class: "status", dataset: { label: "Status" } }, h("span", { class: "badge" }),
+      h("small", { class: "detail" })),
+    h("td", { class: "delivered", dataset: { label: "Delivered" } }, e.user ? "–" : null),
+    h("td", { class: "acked", dataset: { label: "Acked" } }, e.user ? "–" : null));
   entries.set(e.msg, e);
   $("sent-rows").prepend(e.tr);
   $("sent-empty").hidden = true;
@@ -164,7 +156,8 @@ async function poll() {
   await Promise.all([...users].map(async (user) => {
     let res;
     try {
-      res = await api(`/api/users/${encodeURIComponent(user)}/messages?limit=${RECORDS}`);
+      res = await api(`users/${encodeURIComponent(user)}/messages`, undefined,
+        { limit: RECORDS });
     } catch (err) {
       note(`Could not refresh statuses: ${err.message}`);
       return;
@@ -190,7 +183,7 @@ async function pushTo(user, text) {
   if (category) body.category = category;
   if (ttl) body.ttl = ttl;
   const sent = Date.now();
-  const res = await api("/api/push", body);
+  const res = await api("push", body);
   if (res.status !== 200 && res.status !== 429) return failure(res);
   const e = { msg: res.json.msg, user, text, category, sent };
   add(e);
@@ -203,12 +196,12 @@ async function pushTo(user, text) {
 
 async function publishTo(channel, text) {
   const sent = Date.now();
-  const res = await api("/api/publish", { channel, data: { text } });
+  const res = await api("publish", { channel, data: { text } });
   if (res.status !== 200) return failure(res);
   const e = { msg: res.json.msg, channel, text, sent, offset: res.json.offset };
   add(e);
   advance(e, "published");
-  const who = await api(`/api/presence?channel=${encodeURIComponent(channel)}`)
+  const who = await api("presence", undefined, { channel })
     .catch(() => null);
   if (who && who.status === 200) {
     e.listening = who.json.count;
@@ -251,8 +244,3 @@ for (const radio of document.querySelectorAll("input[name=target]")) {
   radio.addEventListener("change", showTarget);
 }
 showTarget();
-client.connect();
-api("/api/config").then((res) => {
-  demo = res.json.demo !== false;
-  $("key-field").hidden = demo;
-}).catch((err) => note(`Could not read the server's config: ${err.message}`));

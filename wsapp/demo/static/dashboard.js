@@ -1,7 +1,6 @@
 // Dashboard page: render the figures the server pushes on sys:dashboard once a second.
-import { WsClient, bindHeader } from "../wsapp.js";
+import { $, pageClient } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const fmt = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 let lastTick = 0;
@@ -59,11 +58,9 @@ function render(d) {
   sparkline(Array.isArray(d.history) ? d.history : []);
 }
 
-const client = new WsClient();
-bindHeader(client);
+const client = pageClient();
 // Only the latest snapshot matters: no replay of missed seconds after a reconnect.
 client.subscribe("sys:dashboard", render, { replay: false });
-client.connect();
 sparkline([]);
 // Figures older than 3 s are greyed out so a stalled feed is obvious.
 setInterval(() => {

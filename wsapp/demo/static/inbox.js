@@ -1,29 +1,22 @@
-// Inbox: the user's side of the push console. Connects as one user, shows personal messages
-// (user:<id>) and messages to everyone (room:all) as they arrive, and acks each personal
-// message after it is in the page. Message text is rendered as text (h()).
-import { WsClient, bindHeader, fetchJSON, guestId, h } from "../wsapp.js";
+// Inbox: the user's side of the push console. On each connection it lists the user's push
+// records (rpc "inbox": acked ones too) and what was sent to everyone (room:all, subscribed
+// `since: 0`: the history the server keeps), newest first; then both arrive live. The JS
+// client acks each personal message after this page has shown it; the page marks it acked
+// when the server confirms. Each message is one line, whichever way it came (by its id).
+import { $, clock, demo, demoUser, h, notice, pageClient } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const USER = /^[A-Za-z0-9_.@-]{1,64}$/;
 const EVERYONE = "room:all";
-const KEEP = 200;   // items kept on the page
+const KEEP = 200;   // lines kept on the page
+const RANK = { received: 0, acked: 1 };
 
 let client = null;
-let pastedToken = null;        // only when the server is not in demo mode; memory only
-let unacked = new Map();       // msg id -> its item, shown but not yet acked
+let items = new Map();   // msg id -> its line
 
-function note(text) {
-  $("inbox-error").hidden = !text;
-  $("inbox-error").textContent = text || "";
-}
-
-function clock(ms) {
-  return new Date(ms || Date.now()).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
-    second: "2-digit", hourCycle: "h23" });
-}
+const note = (text) => notice($("inbox-error"), text);
 
 function clear() {
-  unacked = new Map();
+  items = new Map();
   $("inbox").replaceChildren();
   count();
 }
@@ -35,108 +28,96 @@ function count() {
 }
 
 function mark(li, state) {
+  if (!li.querySelector(".ack-state") || RANK[state] < RANK[li.dataset.state]) return;
   li.dataset.state = state;
-  li.querySelector(".ack-state").textContent =
-    { received: "received", acked: "✓ acked", expired: "expired" }[state] || state;
+  li.querySelector(".ack-state").textContent = state === "acked" ? "✓ acked" : state;
 }
 
-function show(frame, personal) {
-  const data = frame.data;
+/** Newest first: put `li` before the first line older than it. */
+function place(li, ts) {
+  li.dataset.ts = ts;
+  const list = $("inbox");
+  const older = [...list.children].find((el) => Number(el.dataset.ts) < ts);
+  list.insertBefore(li, older || null);
+  while (list.children.length > KEEP) {
+    items.delete(list.lastElementChild.dataset.msg);
+    list.lastElementChild.remove();
+  }
+  count();
+}
+
+/** Show a message once (a record, a delivery or a broadcast); later news only marks it. */
+function show(msg, ts, data, personal, state = "received") {
+  const known = items.get(msg);
+  if (known) return mark(known, state);
   const text = data && typeof data === "object" && typeof data.text === "string"
     ? data.text : JSON.stringify(data);
   const category = data && typeof data === "object" && typeof data.category === "string"
     ? data.category : null;
-  const li = h("li", { class: personal ? "item personal" : "item everyone",
-    dataset: { msg: frame.msg } },
-  h("div", { class: "item-head" },
-    h("span", { class: "kind" }, personal ? "for you" : "to everyone"),
-    category ? h("span", { class: "tag" }, category) : null,
-    h("time", {}, clock(frame.ts)),
-    personal ? h("span", { class: "ack-state" }) : null),
-  h("p", { class: "text" }, text));
-  if (personal) mark(li, "received");
-  $("inbox").prepend(li);
-  while ($("inbox").children.length > KEEP) $("inbox").lastElementChild.remove();
-  count();
-  return li;
+  const li = h("li", { class: personal ? "item personal" : "item everyone", dataset: { msg } },
+    h("div", { class: "item-head" },
+      h("span", { class: "kind" }, personal ? "for you" : "to everyone"),
+      category ? h("span", { class: "tag" }, category) : null,
+      h("time", {}, clock(ts, { seconds: true })),
+      personal ? h("span", { class: "ack-state" }) : null),
+    h("p", { class: "text" }, text));
+  items.set(msg, li);
+  mark(li, state);
+  place(li, ts);
 }
 
-/** Ack a shown message. A failed ack is retried after the next (re)connect. */
-async function ack(msg) {
-  const li = unacked.get(msg);
-  const current = client;
-  try {
-    const reply = await current.request("ack", { msg });
-    if (current !== client) return;
-    mark(li, reply.status);
-    unacked.delete(msg);
-  } catch (err) {
-    if (current !== client) return;
-    if (err.code === "not_found") {   // not ours (any more): nothing left to ack
-      mark(li, "unknown");
-      unacked.delete(msg);
-    }
-    // Otherwise the connection dropped: the server keeps the message due and the welcome
-    // handler retries.
-  }
-}
-
-async function tokenFor(user) {
-  if (pastedToken) return pastedToken;
-  try {
-    return (await fetchJSON("/api/tokens", { method: "POST", body: { user } })).token;
-  } catch (err) {
-    if (err.status !== 401 && err.status !== 403) throw err;   // down: the client retries
-    $("token-field").hidden = false;
-    return null;   // not demo mode and no token yet: anonymous until one is pasted
-  }
-}
-
-/** Connect as `user`, with a fresh client so its duplicate filter starts empty. */
+/** Connect as `user` (demo mode: any user; else the signed-in one), with a fresh client. */
 function open(user) {
   if (client) client.close();
   clear();
-  $("user-input").value = user;
-  $("inbox-user").textContent = user;
-  history.replaceState(null, "", `?user=${encodeURIComponent(user)}`);
-  const c = new WsClient({ user, token: () => tokenFor(user) });
-  client = c;
-  bindHeader(c);
-  c.on("welcome", (w) => {
+  if (demo) {
+    user = user || demoUser();
+    $("user-input").value = user;
+    history.replaceState(null, "", `?user=${encodeURIComponent(user)}`);
+  }
+  const c = client = pageClient({ user });
+  c.on("welcome", async (w) => {
     if (c !== client) return;
-    $("inbox-user").textContent = w.user || "nobody (anonymous)";
-    if (!w.user) {
-      note("This server needs a token to open an inbox: paste one for this user.");
-      return;
-    }
+    $("inbox-user").textContent = w.user || "nobody";
+    if (!w.user) return note(demo ? "Connected anonymously: this server gave no token."
+      : "Sign in above to open your inbox.");
     note("");
-    // The server just sent every unacked message again; the client dropped the ones
-    // already shown as duplicates, so ack those here.
-    for (const msg of unacked.keys()) ack(msg);
+    try {
+      for (const r of await c.rpc("inbox")) {
+        show(r.msg, r.created, r.data, true, r.status === "acked" ? "acked" : "received");
+      }
+    } catch (err) {
+      if (c === client) note(`Could not list your messages: ${err.reason || err.message}`);
+    }
   });
   c.on("message", (frame) => {
-    if (c !== client || !c.identity || frame.channel !== `user:${c.identity}`) return;
-    unacked.set(frame.msg, show(frame, true));
-    ack(frame.msg);
+    if (c === client && c.identity && frame.channel === `user:${c.identity}`) {
+      show(frame.msg, frame.ts, frame.data, true);
+    }
+  });
+  c.on("ack", (reply) => {
+    const li = c === client && items.get(reply.msg);
+    if (li) mark(li, reply.status === "acked" ? "acked" : reply.status);
   });
   c.on("error", (err) => {
     // Anonymous connections may not join rooms; the welcome note already says why.
-    if (c === client && c.identity && err.channel === EVERYONE) note(`Not listening to everyone: ${err.message}`);
+    if (c === client && c.identity && err.channel === EVERYONE) {
+      note(`Not listening to everyone: ${err.message}`);
+    }
   });
-  c.subscribe(EVERYONE, (data, frame) => { if (c === client) show(frame, false); });
-  c.connect();
+  c.subscribe(EVERYONE, (data, frame) => {
+    if (c === client) show(frame.msg, frame.ts, data, false);
+  }, { since: 0 });
 }
 
-$("user-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  const user = $("user-input").value.trim();
-  if (!USER.test(user)) return note("A user id is 1–64 letters, digits, _ . @ -");
-  pastedToken = $("token-input").value.trim() || null;
-  note("");
-  open(user);
-});
-
-fetchJSON("/api/config").then((cfg) => { $("token-field").hidden = cfg.demo !== false; })
-  .catch(() => { /* tokenFor shows the field if minting is refused */ });
+if (demo) {
+  $("user-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const user = $("user-input").value.trim();
+    if (!USER.test(user)) return note("A user id is 1–64 letters, digits, _ . @ -");
+    note("");
+    open(user);
+  });
+}
 const asked = new URLSearchParams(location.search).get("user");
-open(asked && USER.test(asked) ? asked : guestId());
+open(asked && USER.test(asked) ? asked : undefined);

@@ -1,19 +1,16 @@
-// Task progress page: start server jobs over HTTP, watch their steps arrive over /ws.
-import { WsClient, bindHeader, fetchJSON, h } from "../wsapp.js";
+// Task progress page: jobs are started, cancelled and listed by RPC (start_job, cancel_job,
+// list_jobs); each step arrives on the user's own tasks:<user> channel as it happens. Jobs
+// belong to the user who starts them: nobody else sees or cancels them.
+import { $, demo, h, notice, pageClient } from "./page.js";
 
-const $ = (id) => document.getElementById(id);
 const jobs = new Map();   // id -> latest job state
-const client = new WsClient();
-bindHeader(client);
+const client = pageClient();
 let channel = null;
 let unsubscribe = null;
 
-function showError(text) {
-  $("task-error").hidden = !text;
-  $("task-error").textContent = text || "";
-}
+const showError = (text) => notice($("task-error"), text);
 
-/** Whether `a` is a later state of a job than `b` (updates may race the HTTP listing). */
+/** Whether `a` is a later state of a job than `b` (updates may race the listing). */
 function newer(a, b) {
   if (!b) return true;
   if (b.state !== "running") return false;
@@ -32,7 +29,6 @@ function render(job) {
     li = h("li", { class: "job card", dataset: { id: job.id } },
       h("div", { class: "job-head" },
         h("strong", { class: "job-label" }, job.label),
-        h("span", { class: "job-by" }, job.by ? `by ${job.by}` : ""),
         h("span", { class: "job-state badge" }),
         h("button", { type: "button", class: "cancel", onclick: () => cancel(job.id) }, "Cancel")),
       h("div", { class: "bar" }, h("span")),
@@ -53,15 +49,17 @@ function render(job) {
   $("jobs-empty").hidden = jobs.size > 0;
 }
 
-/** Fetch the job list (first load, and after every (re)subscribe to catch up). */
+/** List the user's jobs (on connect, and after every (re)subscribe to catch up) and follow
+ * their channel. */
 async function refresh() {
-  const info = await fetchJSON("/api/tasks", { token: await client.token() });
-  if (channel !== info.channel) {   // first load, or the server restarted with new names
-    if (unsubscribe) unsubscribe();
+  const info = await client.rpc("list_jobs");
+  if (channel !== info.channel) {   // first list, or another user now
+    forget();
     channel = info.channel;
+    // Each update carries the job's whole state: only the latest matters, no replay.
     unsubscribe = client.subscribe(channel, (data) => {
       if (data && data.type === "job") update(data.job);
-    });
+    }, { replay: false });
   }
   for (const job of info.jobs) update(job);
   $("jobs-empty").hidden = jobs.size > 0;
@@ -69,34 +67,50 @@ async function refresh() {
 
 async function cancel(id) {
   try {
-    update(await fetchJSON(`/api/tasks/${encodeURIComponent(id)}/cancel`,
-      { method: "POST", token: await client.token() }));
+    update(await client.rpc("cancel_job", { id }));
     showError("");
   } catch (err) {
-    showError(`Cancel failed: ${err.message}`);
+    showError(`Cancel failed: ${err.reason || err.message}`);
   }
 }
 
 $("task-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
-  const body = {
+  const params = {
     steps: Number($("task-steps").value),
     step_seconds: Number($("task-step-seconds").value),
   };
-  if ($("task-label").value.trim()) body.label = $("task-label").value.trim();
+  if ($("task-label").value.trim()) params.label = $("task-label").value.trim();
   $("task-start").disabled = true;
   try {
-    update(await fetchJSON("/api/tasks", { method: "POST", body, token: await client.token() }));
+    update(await client.rpc("start_job", params));
     showError("");
   } catch (err) {
-    showError(`Could not start the job: ${err.message}`);
+    showError(`Could not start the job: ${err.reason || err.message}`);
   } finally {
-    $("task-start").disabled = false;
+    $("task-start").disabled = !client.identity;
   }
 });
 
-client.on("subscribed", (s) => {
-  if (s.channel === channel) refresh().catch((err) => showError(err.message));
+function forget() {
+  if (unsubscribe) unsubscribe();
+  unsubscribe = channel = null;
+  jobs.clear();
+  $("jobs").replaceChildren();
+  $("jobs-empty").hidden = false;
+}
+
+client.on("welcome", (w) => {
+  $("task-start").disabled = !w.user;
+  if (!w.user) {
+    forget();
+    showError(demo ? "Connected anonymously: this server did not give this page a token."
+      : "Sign in above to start jobs: a job belongs to the user who starts it.");
+    return;
+  }
+  showError("");
+  refresh().catch((err) => showError(`Could not list your jobs: ${err.reason || err.message}`));
 });
-client.connect();
-refresh().catch((err) => showError(`Could not list jobs: ${err.message}`));
+client.on("subscribed", (s) => {
+  if (s.channel === channel) refresh().catch((err) => showError(err.reason || err.message));
+});
