@@ -118,10 +118,11 @@ def test_a_data_dir_that_is_a_file_is_refused_at_start(tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,says", [
-    ("--store", "postgres://db/x", "store"), ("--broker", "kafka://k", "broker"),
-    ("--quota", "promo=lots", "quota"), ("--jwt-algorithm", "HS512", "jwt_algorithm"),
-    ("--secret", "short", "secret"), ("--channels", "{not json", "channels"),
-    ("--url-prefix", "rt/", "url_prefix"),
+    ("--store", "postgres://db/x", "--store: not a sqlite URL"),
+    ("--broker", "kafka://k", "--broker: unsupported URL"),
+    ("--quota", "promo=lots", "bad quota"), ("--jwt-algorithm", "HS512", "--jwt-algorithm"),
+    ("--secret", "short", "--secret: at least 32 bytes"), ("--channels", "{not json", "--channels"),
+    ("--url-prefix", "rt/", "--url-prefix"),
 ])
 def test_bad_engine_and_policy_settings_fail_at_start(flag, value, says, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -74,6 +74,8 @@ def test_pages_reconnect_after_server_is_killed_and_restarted(own_server, browse
     expect(watcher.locator("#messages li.msg", has_text="back after the crash")).to_have_count(1)
     expect(watcher.locator("#presence li")).to_have_count(2)
 
+    # (the echo socket is the page's own, reconnecting on its own backoff)
+    expect(echo.locator("#echo-state")).to_have_attribute("data-state", "live", timeout=20_000)
     echo.fill("#echo-input", "echo after the crash")
     echo.press("#echo-input", "Enter")
     expect(echo.locator("#echo-log li", has_text="← echo after the crash")).to_have_count(1)

@@ -32,9 +32,9 @@ def test_the_default_store_is_sqlite_in_the_data_dir(tmp_path):
 @pytest.mark.parametrize("kind,url,message", [
     ("store", "postgres://db/x", "not a sqlite URL"),
     ("store", "sqlite://x.db", "not a sqlite URL"),
-    ("broker", "kafka://k", "unsupported broker URL"),
-    ("broker", "", "unsupported broker URL"),
-    ("presence", "sqlite:///x.db", "unsupported presence URL"),
+    ("broker", "kafka://k", "broker: unsupported URL"),
+    ("broker", "", "broker: unsupported URL"),
+    ("presence", "sqlite:///x.db", "presence: unsupported URL"),
 ])
 def test_bad_urls_are_refused_with_a_reason(kind, url, message):
     with pytest.raises(ValueError, match=message):

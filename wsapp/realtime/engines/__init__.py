@@ -48,14 +48,17 @@ def check_url(kind: str, url: str) -> None:
     """ValueError saying what is wrong with an engine URL (checked at start, not first use)."""
     if shared(url):
         if find_spec("redis") is None:
-            raise ValueError(f"{kind} {url}: the Redis engine needs the redis package "
+            raise ValueError(f"{kind}: {url}: the Redis engine needs the redis package "
                              "(pip install 'wsapp[redis]')")
     elif kind == "store" and url != "memory":
         from wsapp.realtime.engines.sqlite import sqlite_path
 
-        sqlite_path(url)  # raises for anything else
+        try:
+            sqlite_path(url)  # raises for anything else
+        except ValueError as exc:
+            raise ValueError(f"store: {exc}; or memory, or redis://host:port/db") from None
     elif url != "memory":
-        raise ValueError(f"unsupported {kind} URL {url!r}: use memory (one process) or "
+        raise ValueError(f"{kind}: unsupported URL {url!r}: use memory (one process) or "
                          "redis://host:port/db")
 
 
