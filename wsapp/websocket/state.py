@@ -28,8 +28,8 @@ The peer's close frame reaches this machine when receive() gets to it (RECV_CLOS
 the parser sees it: messages that arrived before it are still delivered and answered (the
 parser's own `Receiver.closed` says only that input has ended). Hence the receive() that
 moves the connection to CLOSING/CLOSED is the one that returns None; a receive() that
-*enters* in CLOSED has nothing left to report, which is where gevent-websocket raises
-WebSocketError.
+*enters* in CLOSED has nothing left to report and raises ConnectionClosed, where
+gevent-websocket raises WebSocketError (of which it is a subclass).
 
 `ConnectionState` holds this on the connection object itself (as a base class with
 `__slots__`, not a separate object): `state` is a plain int, so `closed` is one comparison
