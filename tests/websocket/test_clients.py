@@ -3,6 +3,7 @@ handler serving real connections in-process: a view of the tracked connections o
 without a registry, 0.10.1's dict on gevent-websocket's WebSocketServer."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gevent
 import gevent.socket
@@ -32,15 +33,24 @@ class Route:
         return []
 
 
-@pytest.fixture(params=["pywsgi", "stock-wsserver"])
-def served(request) -> Iterator[tuple[WSGIServer, Route]]:
+@contextmanager
+def serving(kind: type = WSGIServer) -> Iterator[tuple[WSGIServer, Route]]:
+    """A `kind` of server with wsapp's handler serving a Route, started, stopped after."""
     route = Route()
-    kind = StockWebSocketServer if request.param == "stock-wsserver" else WSGIServer
     srv = kind(("127.0.0.1", 0), route, handler_class=WebSocketHandler, log=None)
     srv.settings = WebSocketOptions(ping_interval=0, close_timeout=0.5)
     srv.start()
-    yield srv, route
-    srv.stop(timeout=1)
+    try:
+        yield srv, route
+    finally:
+        srv.stop(timeout=1)
+
+
+@pytest.fixture(params=["pywsgi", "stock-wsserver"])
+def served(request) -> Iterator[tuple[WSGIServer, Route]]:
+    with serving(StockWebSocketServer if request.param == "stock-wsserver" else WSGIServer) \
+            as started:
+        yield started
 
 
 def open_client(srv: WSGIServer) -> RawClient:
@@ -88,11 +98,7 @@ def test_each_connection_is_a_client_while_its_route_runs(served):
 
 
 def test_a_server_without_clients_gets_the_view_on_first_upgrade():
-    route = Route()
-    srv = WSGIServer(("127.0.0.1", 0), route, handler_class=WebSocketHandler, log=None)
-    srv.settings = WebSocketOptions(ping_interval=0)
-    srv.start()
-    try:
+    with serving() as (srv, route):
         assert not hasattr(srv, "clients")
         client = open_client(srv)
         assert isinstance(srv.clients, ClientMap)
@@ -102,8 +108,6 @@ def test_a_server_without_clients_gets_the_view_on_first_upgrade():
         client.close()
         wait_until(lambda: not srv.tracker.connections)
         assert srv.tracker._by_address == {}  # kept up to date once made
-    finally:
-        srv.stop(timeout=1)
 
 
 @pytest.mark.parametrize("served", ["pywsgi"], indirect=True)  # 0.10.1's dict raises here
@@ -121,11 +125,7 @@ def test_iterating_survives_clients_leaving_meanwhile(served):
 
 
 def test_entries_other_handlers_put_in_stay_beside_the_view():
-    route = Route()
-    srv = WSGIServer(("127.0.0.1", 0), route, handler_class=WebSocketHandler, log=None)
-    srv.settings = WebSocketOptions(ping_interval=0)
-    srv.start()
-    try:
+    with serving() as (srv, _):
         mine = open_client(srv)
         clients = srv.clients
         foreign = Client(("10.0.0.1", 9), None)
@@ -137,5 +137,3 @@ def test_entries_other_handlers_put_in_stay_beside_the_view():
             del clients[address_of(mine)]
         assert list(clients) == [address_of(mine)]
         mine.close()
-    finally:
-        srv.stop(timeout=1)

@@ -227,15 +227,22 @@ class AppWithCurrentApp:
         return []
 
 
-def test_current_app_hears_of_a_closed_socket_being_used():
+@pytest.mark.parametrize("peer_leaves,told", [
+    ("close frame", ["Connection is already closed"]),
+    ("drop", ["Connection closed", "Connection is already closed"]),
+])
+def test_current_app_hears_of_a_closed_socket_being_used(peer_leaves, told):
     app = AppWithCurrentApp()
     srv = serve_app(app)
     try:
         sock = upgraded(srv)
-        sock.sendall(build_frame(OP_CLOSE, build_close_payload(1000), mask=b"abcd"))
+        if peer_leaves == "drop":
+            sock.close()
+        else:
+            sock.sendall(build_frame(OP_CLOSE, build_close_payload(1000), mask=b"abcd"))
         wait_for(lambda: app.outcome)
         assert app.outcome == ["ConnectionClosed"]
-        assert app.on_close_reasons == ["Connection is already closed"]
+        assert app.on_close_reasons == told
         sock.close()
     finally:
         srv.stop(timeout=1)

@@ -208,6 +208,7 @@ class WebSocket(Transport, GeventWebSocketAPI):
             data = b""
         if not data:
             self._transport_lost()
+            self.current_app.on_close("Connection closed")  # as gevent-websocket tells it
             return False
         self.last_seen = time.monotonic()
         self._pending = self._receiver.feed(data)

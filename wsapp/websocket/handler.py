@@ -77,6 +77,7 @@ class WebSocketHandler(_StockHandler):
 
     websocket: WebSocket | None = None
     prevent_wsgi_call = False  # 0.10.1's switch: set it to upgrade without running the app
+    SUPPORTED_VERSIONS = ("13",)  # RFC 6455 (0.10.1 also lists drafts 8 and 7)
     # pywsgi's, set while it parses a request (declared here for the type checker).
     command: str
     request_version: str
