@@ -64,6 +64,22 @@ def test_peer_close_is_answered_and_recorded(pair):
         ws.send("late")
 
 
+@pytest.mark.parametrize("how", ["end", "terminate"])
+def test_a_close_by_the_server_is_reported_once_by_the_next_receive(pair, how):
+    # The server closes (shutdown, heartbeat, a slow reader cut off) while the route is busy
+    # elsewhere: its next receive() still gets the None a loop stops on, then the error.
+    ws, peer, _ = pair
+    if how == "end":
+        gevent.spawn_later(0.05, peer.send, OP_CLOSE, build_close_payload(CLOSE_GOING_AWAY))
+        ws.end(CLOSE_GOING_AWAY, "server shutting down")
+    else:
+        ws.terminate(1011, "ping timeout")
+    assert ws.closed
+    assert ws.receive() is None
+    with pytest.raises(ConnectionClosed):
+        ws.receive()
+
+
 def test_server_close_waits_for_the_peer_reply(pair):
     ws, peer, _ = pair
 

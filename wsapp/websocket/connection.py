@@ -65,6 +65,12 @@ __all__ = ["TRAFFIC", "ConnectionClosed", "WebSocket"]  # the first two also liv
 
 log = logging.getLogger("wsapp.websocket.connection")
 
+# Stands in for a connection's parser once the app has been told that the connection ended
+# (receive() returned None, or the app closed it): the parser's memory goes, and `_receiver
+# is _TOLD` is the flag receive() goes by, in no slot of its own.
+_TOLD = Receiver(1)
+_TOLD.closed = True
+
 
 class WebSocket(Transport, GeventWebSocketAPI):
     """One server-side WebSocket connection (drop-in for geventwebsocket's WebSocket)."""
@@ -125,14 +131,16 @@ class WebSocket(Transport, GeventWebSocketAPI):
     # -- receiving ---------------------------------------------------------------------
 
     def receive(self) -> str | bytes | None:
-        """The next message (str for text, bytes for binary); None from the call that finds
-        the connection closed (the peer's close frame, a protocol error, a dropped socket).
+        """The next message (str for text, bytes for binary); None once the connection has
+        ended, from the first call that finds it so (the peer closed, broke the protocol or
+        dropped; the server closed it: shutdown, heartbeat, a slow reader cut off).
 
-        Called again once the connection is closed, it raises WebSocketError (our
-        ConnectionClosed), as gevent-websocket does: a loop that ignores the None still ends.
+        Called again after that None, or after the app's own close(), it raises
+        WebSocketError (our ConnectionClosed), as gevent-websocket does: a loop that ignores
+        the None still ends.
         """
-        if self.state != OPEN:
-            self._receiving_while(self.state)
+        if self.state != OPEN and self._reading_outside_open():
+            return None
         # One reader at a time, as with any gevent socket; a lock would only queue a second
         # reader to get messages in an order neither of them can rely on.
         if self._reader is not None:
@@ -143,17 +151,33 @@ class WebSocket(Transport, GeventWebSocketAPI):
         finally:
             self._reader = None
 
-    def _receiving_while(self, state: int) -> None:
-        """A read starts outside OPEN: send the 101 first, or raise if nothing is left."""
+    def _reading_outside_open(self) -> bool:
+        """A receive() starts outside OPEN: send the 101 first (CONNECTING). On a closed
+        connection, True if the app has not been told yet (receive() returns None now),
+        WebSocketError if it has."""
+        state = self.state
         if state == CONNECTING:
             self._ensure_accepted()
         elif state == CLOSED:
-            raise self._closed_now()
+            if self._receiver is _TOLD:
+                raise self._closed_now()
+            return self._told()
+        return False
+
+    def _told(self) -> bool:
+        """The app knows the connection has ended: receive() raises from now on, and the
+        parser and any unread input are let go. Returns True."""
+        self._receiver = _TOLD
+        self._pending, self._ppos = (), 0
+        return True
 
     def _claim_reader(self) -> None:
-        """Become the one greenlet reading (receive() does the same, inline: it is hot)."""
-        if self.state != OPEN:
-            self._receiving_while(self.state)
+        """Become the one greenlet reading, for a read that has no None to return (receive()
+        does the same inline: it is hot)."""
+        if self.state == CONNECTING:
+            self._ensure_accepted()
+        if self.state == CLOSED:
+            raise self._closed_now()
         if self._reader is not None:
             raise ConcurrentObjectUseError(f"a read is already waiting in {self._reader!r}")
         self._reader = getcurrent()
@@ -184,13 +208,16 @@ class WebSocket(Transport, GeventWebSocketAPI):
                     self.ping_sent_at = 0.0
                 elif kind == EV_CLOSE:
                     self._peer_closed(*value)
+                    self._told()
                     return None
                 elif kind == EV_ERROR:
                     self._fail(value.code, value.reason)
+                    self._told()
                     return None
             if pending:  # consumed: let the batch (and its strings) go while we wait
                 self._pending, self._ppos = (), 0
             if not self._fill():
+                self._told()
                 return None
 
     def _fill(self) -> bool:
@@ -328,17 +355,27 @@ class WebSocket(Transport, GeventWebSocketAPI):
     # -- closing -----------------------------------------------------------------------
 
     def close(self, code: int = CLOSE_NORMAL, message: str | bytes | None = b"") -> None:
-        """Start (or finish) the closing handshake with `code` and `message` (the reason),
-        then close the TCP connection; nothing happens on a closed connection.
+        """The app closes: the closing handshake with `code` and `message` (the reason),
+        then TCP is closed; on a closed connection nothing happens. Either way the app
+        knows, so receive() raises from now on (a greenlet blocked in it when the peer's
+        close frame arrives still gets its None).
 
-        Waits up to close_timeout for the peer's close frame; another greenlet blocked in
-        receive() sees that frame and returns None.
+        Waits up to close_timeout for the peer's close frame.
         """
         if self.state == CLOSED:
             self.current_app.on_close("Connection is already closed")
+        else:
+            reason = message.decode("utf-8", "replace") if isinstance(message, bytes) \
+                else message
+            self.end(code, reason or "")
+        self._told()
+
+    def end(self, code: int, reason: str = "") -> None:
+        """The server closes (shutdown, policy): the closing handshake like close(), but the
+        app has not been told, so the route's next receive() returns None."""
+        if self.state == CLOSED:
             return
-        reason = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-        self._send_close(code, reason or "")
+        self._send_close(code, reason)
         if self._receiver.closed:
             self._shutdown()
             return
@@ -354,7 +391,8 @@ class WebSocket(Transport, GeventWebSocketAPI):
                 self._abort()
 
     def terminate(self, code: int, reason: str, send_timeout: float = 1.0) -> None:
-        """Close now without waiting for the peer (dead peer, shutdown stragglers)."""
+        """Close now without waiting for the peer (dead peer, shutdown stragglers); the
+        route's next receive() returns None."""
         if self.state == CLOSED:
             return
         with gevent.Timeout(send_timeout, False):

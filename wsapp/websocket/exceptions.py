@@ -22,8 +22,9 @@ for gevent-websocket catches that class (it is an OSError there too, so `except 
 around socket work keeps catching a dead connection).
 
 receive() raises none of these for what a peer does: a protocol error closes the connection
-with the right code and receive() returns None. Called again on the closed connection, it
-raises ConnectionClosed, as gevent-websocket raises its WebSocketError there.
+with the right code and receive() returns None. Called again on the closed connection (or
+after the app's own close()), it raises ConnectionClosed, as gevent-websocket raises its
+WebSocketError there.
 """
 
 from __future__ import annotations

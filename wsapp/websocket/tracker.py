@@ -100,7 +100,7 @@ class ConnectionTracker:
     def close_all(self, code: int, reason: str, timeout: float) -> int:
         """Close every connection with `code` (e.g. 1001 at shutdown); wait up to `timeout`."""
         conns = list(self.connections)
-        jobs = [gevent.spawn(ws.close, code, reason) for ws in conns]
+        jobs = [gevent.spawn(ws.end, code, reason) for ws in conns]  # routes get their None
         gevent.joinall(jobs, timeout=timeout)
         for ws, job in zip(conns, jobs, strict=True):
             if not job.dead:
