@@ -1,7 +1,8 @@
 """wsapp: real-time push for Flask on gevent.
 
 The public names are importable from here; each is loaded on first use, so that code which
-only wants the WebSocket layer (`from wsapp import WebSocketHandler`) does not import Flask.
+only wants the WebSocket layer (`from wsapp import WebSocketHandler`, or `WebSocketServer`,
+gevent-websocket's server with wsapp's handler) does not import Flask.
 
 Layout, in the order data flows (imports only point down; CI checks it):
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["Realtime", "Reject", "Settings", "WebSocketHandler", "create_app"]
+__all__ = ["Realtime", "Reject", "Settings", "WebSocketHandler", "WebSocketServer", "create_app"]
 __version__ = "0.1.0"
 
 _PUBLIC = {
@@ -25,6 +26,7 @@ _PUBLIC = {
     "Reject": "wsapp.realtime.exceptions",
     "Settings": "wsapp.config",
     "WebSocketHandler": "wsapp.websocket.handler",
+    "WebSocketServer": "wsapp.websocket.server",
     "create_app": "wsapp.app",
 }
 
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from wsapp.realtime.exceptions import Reject
     from wsapp.realtime.ext import Realtime
     from wsapp.websocket.handler import WebSocketHandler
+    from wsapp.websocket.server import WebSocketServer
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The gevent WSGIServer with our handler, and graceful shutdown.
+"""The gevent WSGIServer with our handler and settings, and graceful shutdown.
 
 SIGINT/SIGTERM: stop accepting, close every WebSocket with 1001, wait up to
 shutdown_timeout, then stop.
@@ -19,35 +19,10 @@ from wsapp.realtime.state import EXTENSION, AppState
 from wsapp.realtime.urls import redact
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.server import Server
 from wsapp.websocket.tracker import ConnectionTracker
 
 log = logging.getLogger("wsapp.server")
-
-
-class Server(WSGIServer):
-    """gevent's WSGIServer, starting each connection's greenlet one C call shallower.
-
-    gevent runs a connection as ``handle(*args)``, which Python 3.11 executes through C; the
-    greenlet keeps a copy of that C frame for as long as the connection lives (~0.5 kB of
-    each idle connection). Calling ``handle(sock, address)`` stays in the interpreter.
-    """
-
-    def do_handle(self, *args: object) -> None:
-        if len(args) != 2 or self._spawn is None:
-            return super().do_handle(*args)
-        try:
-            self._spawn(_serve_connection, self._handle, self.do_close, *args)
-        except BaseException:
-            self.do_close(*args)
-            raise
-        return None
-
-
-def _serve_connection(handle: Callable, close: Callable, sock: object, address: object) -> None:
-    try:
-        handle(sock, address)
-    finally:
-        close(sock, address)
 
 
 def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:

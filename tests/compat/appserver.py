@@ -1,5 +1,5 @@
 """One compat app served in a subprocess on a free 127.0.0.1 port, by serve_app.py
-(`pywsgi`, `wsserver`) or by gunicorn with gevent-websocket's or wsapp's worker.
+(`pywsgi`, `wsserver`, `wsappserver`) or by gunicorn with gevent-websocket's or wsapp's worker.
 
 Besides start and stop (by PID, via tests/serverproc.py) it answers what the tests ask the
 process: the events the app recorded (GET /_events), whether it still answers at all, and
@@ -29,7 +29,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 class AppServer:
     """`app` ("module:attr" in apps/) under `handler` (stock|wsapp) and `server`
-    (pywsgi|wsserver|gunicorn)."""
+    (pywsgi|wsserver|wsappserver|gunicorn)."""
 
     def __init__(self, app: str, handler: str, server: str, workdir: Path,
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:

@@ -3,9 +3,10 @@ own, the control, and wsapp's) and per server (gevent's WSGIServer, gunicorn), e
 subprocess on a free 127.0.0.1 port, shared by the session and replaced when a test left
 it unable to answer.
 
-Tests that fail on wsapp today are listed in gaps.py and marked strict xfail here, with the
-reason: they fail the run as soon as they pass, so the list shrinks as compatibility lands
-(issue 11), and it never excuses the control.
+Every test passes on both handlers: the strict-xfail table of wsapp's gaps (issue 11) that
+this suite started with emptied as compatibility landed, and was removed with its last
+entry. A difference wsapp keeps on purpose is a fix, asserted as such where a test meets it
+and listed in docs/compat.md.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from .appserver import AppServer, ServerPool
-from .gaps import gap
 
 ROOT = Path(__file__).resolve().parents[2]
 NPM_PREFIX = ROOT / ".cache" / "npm"  # git-ignored
@@ -30,18 +30,6 @@ HANDLERS = ("stock", "wsapp")
 # (handler, server) pairs every third-party app runs under
 HANDLER_SERVERS = [pytest.param((h, s), id=f"{h}-{s}")
                    for h in HANDLERS for s in ("pywsgi", "gunicorn")]
-
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests gaps.py lists as strict xfails, with their reason."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is None or not item.nodeid.startswith("tests/compat/"):
-            continue
-        reason = gap(item.originalname, callspec.id)
-        if reason:
-            item.add_marker(pytest.mark.xfail(reason=f"wsapp gap: {reason}", strict=True))
 
 
 @pytest.fixture(scope="session")

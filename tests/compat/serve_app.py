@@ -1,10 +1,12 @@
 """Serve one compat app with a chosen WebSocket handler, as its README would:
 
     python tests/compat/serve_app.py MODULE:ATTR --handler stock|wsapp --port P
-        [--server pywsgi|wsserver] [--handler-factory MODULE:FUNC] [--pre-start-hook MODULE:FUNC]
+        [--server pywsgi|wsserver|wsappserver] [--handler-factory MODULE:FUNC]
+        [--pre-start-hook MODULE:FUNC]
 
 `pywsgi` is `gevent.pywsgi.WSGIServer(addr, app, handler_class=H)`; `wsserver` is
-gevent-websocket's `WebSocketServer(addr, app, handler_class=H)`. MODULE is a file in
+gevent-websocket's `WebSocketServer(addr, app, handler_class=H)` and `wsappserver` wsapp's
+(wsapp.websocket.server.WebSocketServer, the same constructor). MODULE is a file in
 tests/compat/apps/. gunicorn runs the same apps with the worker class from WORKERS.
 """
 
@@ -21,6 +23,8 @@ HANDLERS = {"stock": "geventwebsocket.handler:WebSocketHandler",
             "wsapp": "wsapp.websocket.handler:WebSocketHandler"}
 WORKERS = {"stock": "geventwebsocket.gunicorn.workers.GeventWebSocketWorker",
            "wsapp": "wsapp.gunicorn.Worker"}
+WEBSOCKET_SERVERS = {"wsserver": "geventwebsocket.server:WebSocketServer",
+                     "wsappserver": "wsapp.websocket.server:WebSocketServer"}
 
 
 def load(spec: str):
@@ -33,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("app", help="MODULE:ATTR of the WSGI app, MODULE in tests/compat/apps")
     ap.add_argument("--handler", choices=sorted(HANDLERS), required=True)
-    ap.add_argument("--server", choices=("pywsgi", "wsserver"), default="pywsgi")
+    ap.add_argument("--server", choices=("pywsgi", *WEBSOCKET_SERVERS), default="pywsgi")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--handler-factory", help="MODULE:FUNC turning the handler into a subclass")
     ap.add_argument("--pre-start-hook", help="MODULE:FUNC for WebSocketServer's pre_start_hook")
@@ -48,11 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         handler = load(args.handler_factory)(handler)
     app = load(args.app)
     address = ("127.0.0.1", args.port)
-    if args.server == "wsserver":
-        from geventwebsocket.server import WebSocketServer
-
+    if args.server in WEBSOCKET_SERVERS:
         hook = load(args.pre_start_hook) if args.pre_start_hook else None
-        server = WebSocketServer(address, app, handler_class=handler, pre_start_hook=hook)
+        server = load(WEBSOCKET_SERVERS[args.server])(address, app, handler_class=handler,
+                                                      pre_start_hook=hook)
     else:
         from gevent.pywsgi import WSGIServer
 

@@ -4,8 +4,10 @@ overrides apps write) and WebSocketServer (clients, pre_start_hook, logger).
 
 Signatures are compared with `inspect.signature` (names, kinds, defaults; annotations
 ignored); behaviour is exercised over real connections to apps/api_app.py, served by
-gevent's WSGIServer (`pywsgi`) and by gevent-websocket's WebSocketServer (`wsserver`), each
-with the handler under test. Expectations come from reading gevent-websocket 0.10.1.
+gevent's WSGIServer (`pywsgi`), by gevent-websocket's WebSocketServer (`wsserver`) and by
+wsapp's (`wsappserver`), each with the handler under test: the stock handler under wsapp's
+server is the control for that server. Expectations come from reading gevent-websocket
+0.10.1.
 
 Frames are read with tests/wsclient.py's raw client, which checks nothing: 0.10.1 sends
 close frames without the code (close(code, message) puts only str(message) in the payload),
@@ -29,7 +31,7 @@ from .apps.journal import plain_signature
 from .appserver import AppServer
 from .conftest import HANDLERS, serve
 from .serve_app import HANDLERS as HANDLER_PATHS
-from .serve_app import load
+from .serve_app import WEBSOCKET_SERVERS, load
 
 APP = "api_app:application"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -40,23 +42,27 @@ HANDLER_METHODS = ("run_websocket", "run_application", "upgrade_websocket",
 HANDLER_PROPERTIES = ("logger", "active_client")
 
 
+SERVERS = ("pywsgi", *WEBSOCKET_SERVERS)
+
+
 def api_server(request, pool, handler: str, server: str) -> Iterator[AppServer]:
     extra = ["--handler-factory", "api_app:make_handler"]
-    if server == "wsserver":
+    if server in WEBSOCKET_SERVERS:
         extra += ["--pre-start-hook", "api_app:pre_start_hook"]
     yield from serve(request, pool, APP, handler, server, *extra)
 
 
 @pytest.fixture(params=[pytest.param((h, s), id=f"{h}-{s}")
-                        for h in HANDLERS for s in ("pywsgi", "wsserver")])
+                        for h in HANDLERS for s in SERVERS])
 def server(request, pool) -> Iterator[AppServer]:
     yield from api_server(request, pool, *request.param)
 
 
-@pytest.fixture(params=[pytest.param(h, id=f"{h}-wsserver") for h in HANDLERS])
+@pytest.fixture(params=[pytest.param((h, s), id=f"{h}-{s}")
+                        for h in HANDLERS for s in WEBSOCKET_SERVERS])
 def ws_server(request, pool) -> Iterator[AppServer]:
-    """gevent-websocket's WebSocketServer with the handler under test."""
-    yield from api_server(request, pool, request.param, "wsserver")
+    """A WebSocketServer (gevent-websocket's or wsapp's) with the handler under test."""
+    yield from api_server(request, pool, *request.param)
 
 
 @pytest.fixture

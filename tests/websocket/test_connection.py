@@ -6,6 +6,7 @@ import gevent
 import gevent.socket
 import pytest
 from gevent.exceptions import ConcurrentObjectUseError
+from wspeer import MASK, Peer
 
 from wsapp.websocket.connection import ConnectionClosed, WebSocket
 from wsapp.websocket.frames import (
@@ -20,46 +21,7 @@ from wsapp.websocket.frames import (
     build_close_payload,
     build_frame,
 )
-from wsapp.websocket.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG, Receiver
-
-MASK = b"\x0a\x0b\x0c\x0d"
-
-
-class Peer:
-    """The client end: sends masked frames, parses the server's frames."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.receiver = Receiver(1 << 26, 1 << 20, mask_required=False)
-        self.events = []
-
-    def send(self, opcode, payload=b"", **kw):
-        self.sock.sendall(build_frame(opcode, payload, mask=MASK, **kw))
-
-    def next_event(self, timeout=5):
-        with gevent.Timeout(timeout):
-            while not self.events:
-                data = self.sock.recv(65536)
-                if not data:
-                    return None
-                self.events += self.receiver.feed(data)
-            return self.events.pop(0)
-
-    def eof(self, timeout=5):
-        with gevent.Timeout(timeout):
-            return self.sock.recv(10) == b""
-
-
-@pytest.fixture
-def pair():
-    a, b = gevent.socket.socketpair()
-    accepted = []
-    ws = WebSocket(a, {"PATH_INFO": "/t", "REMOTE_ADDR": "1.2.3.4", "REMOTE_PORT": "5"},
-                   max_message_size=1 << 20, close_timeout=1.0,
-                   accept=lambda: accepted.append(True))
-    yield ws, Peer(b), accepted
-    a.close()
-    b.close()
+from wsapp.websocket.protocol import EV_CLOSE, EV_MESSAGE, EV_PONG
 
 
 def test_accept_happens_on_first_use(pair):
@@ -96,9 +58,26 @@ def test_peer_close_is_answered_and_recorded(pair):
     assert ws.closed
     assert peer.next_event() == (EV_CLOSE, (4000, ""))
     assert peer.eof()
-    assert ws.receive() is None
+    with pytest.raises(ConnectionClosed):  # as gevent-websocket: a loop ignoring None ends
+        ws.receive()
     with pytest.raises(ConnectionClosed):
         ws.send("late")
+
+
+@pytest.mark.parametrize("how", ["end", "terminate"])
+def test_a_close_by_the_server_is_reported_once_by_the_next_receive(pair, how):
+    # The server closes (shutdown, heartbeat, a slow reader cut off) while the route is busy
+    # elsewhere: its next receive() still gets the None a loop stops on, then the error.
+    ws, peer, _ = pair
+    if how == "end":
+        gevent.spawn_later(0.05, peer.send, OP_CLOSE, build_close_payload(CLOSE_GOING_AWAY))
+        ws.end(CLOSE_GOING_AWAY, "server shutting down")
+    else:
+        ws.terminate(1011, "ping timeout")
+    assert ws.closed
+    assert ws.receive() is None
+    with pytest.raises(ConnectionClosed):
+        ws.receive()
 
 
 def test_server_close_waits_for_the_peer_reply(pair):
@@ -170,9 +149,9 @@ def test_concurrent_senders_never_interleave(pair):
         assert payload == bytes([payload[0]]) * 300_000  # one sender's bytes only
 
 
-def test_send_frame_sends_prebuilt_bytes(pair):
+def test_send_frame_bytes_sends_prebuilt_bytes(pair):
     ws, peer, _ = pair
-    ws.send_frame(build_frame(OP_TEXT, b"fanout"))
+    ws.send_frame_bytes(build_frame(OP_TEXT, b"fanout"))
     assert peer.next_event() == (EV_MESSAGE, "fanout")
 
 

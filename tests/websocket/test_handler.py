@@ -2,6 +2,7 @@
 
 import base64
 import functools
+import logging
 import os
 
 import gevent
@@ -9,11 +10,12 @@ import gevent.socket
 import pytest
 from flask import Flask, request
 from gevent.pywsgi import WSGIServer
+from geventwebsocket.exceptions import WebSocketError as StockWebSocketError
 
 from wsapp.config import Settings
 from wsapp.server import make_server
 from wsapp.websocket import handler as handler_module
-from wsapp.websocket.frames import OP_TEXT, build_frame
+from wsapp.websocket.frames import OP_CLOSE, OP_TEXT, build_close_payload, build_frame
 from wsapp.websocket.handler import (
     WebSocketHandler,
     call_app,
@@ -174,5 +176,128 @@ def test_bare_wsgiserver_reads_websocket_options_from_the_environment(monkeypatc
         kind, (code, _) = first_event_after_upgrade(srv.address, b"0123456789!")
         assert (kind, code) == (EV_CLOSE, 1009)  # 11 bytes > 10
         assert type(srv.settings) is WebSocketOptions  # not the server's Settings
+    finally:
+        srv.stop(timeout=1)
+
+
+# -- gevent-websocket 0.10.1's flow and hooks ----------------------------------------------
+
+
+def serve_app(app, handler_class=WebSocketHandler) -> WSGIServer:
+    srv = WSGIServer(("127.0.0.1", 0), app, handler_class=handler_class, log=None)
+    srv.settings = WebSocketOptions(ping_interval=0, close_timeout=0.5)
+    srv.start()
+    return srv
+
+
+def upgraded(srv: WSGIServer) -> gevent.socket.socket:
+    sock = gevent.socket.create_connection(srv.address)
+    sock.sendall(handshake("/"))
+    head, _ = read_response(sock)
+    assert head.startswith("HTTP/1.1 101"), head
+    return sock
+
+
+def wait_for(predicate, timeout=3.0):
+    with gevent.Timeout(timeout):
+        while not predicate():
+            gevent.sleep(0.01)
+
+
+class AppWithCurrentApp:
+    """A WSGI app naming a `current_app`, whose on_close() gevent-websocket calls when a
+    closed socket is used; its route ignores receive()'s None once."""
+
+    def __init__(self):
+        self.current_app = self
+        self.on_close_reasons = []
+        self.outcome = []
+
+    def on_close(self, reason):
+        self.on_close_reasons.append(reason)
+
+    def __call__(self, environ, start_response):
+        ws = environ["wsgi.websocket"]
+        ws.send("hi")
+        assert ws.receive() is None
+        try:
+            ws.receive()
+        except StockWebSocketError as exc:
+            self.outcome.append(type(exc).__name__)
+        return []
+
+
+@pytest.mark.parametrize("peer_leaves,told", [
+    ("close frame", ["Connection is already closed"]),
+    ("drop", ["Connection closed", "Connection is already closed"]),
+])
+def test_current_app_hears_of_a_closed_socket_being_used(peer_leaves, told):
+    app = AppWithCurrentApp()
+    srv = serve_app(app)
+    try:
+        sock = upgraded(srv)
+        if peer_leaves == "drop":
+            sock.close()
+        else:
+            sock.sendall(build_frame(OP_CLOSE, build_close_payload(1000), mask=b"abcd"))
+        wait_for(lambda: app.outcome)
+        assert app.outcome == ["ConnectionClosed"]
+        assert app.on_close_reasons == told
+        sock.close()
+    finally:
+        srv.stop(timeout=1)
+
+
+def test_a_route_ending_on_its_closed_socket_is_no_error(caplog):
+    def careless(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        while True:  # ignores None: the next receive() raises, as with gevent-websocket
+            ws.receive()
+
+    srv = serve_app(careless)
+    caplog.set_level(logging.INFO, logger="wsapp.websocket.handler")
+    try:
+        sock = upgraded(srv)
+        sock.sendall(build_frame(OP_CLOSE, build_close_payload(1000), mask=b"abcd"))
+        wait_for(lambda: any("ended on its closed connection" in r.getMessage()
+                             for r in caplog.records))
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+        sock.close()
+    finally:
+        srv.stop(timeout=1)
+
+
+def test_prevent_wsgi_call_upgrades_without_running_the_app():
+    calls = []
+
+    class Quiet(WebSocketHandler):
+        prevent_wsgi_call = True
+
+    srv = serve_app(lambda environ, start_response: calls.append(environ) or [], Quiet)
+    try:
+        sock = gevent.socket.create_connection(srv.address)
+        sock.sendall(handshake("/"))
+        with gevent.Timeout(3):
+            assert sock.recv(100) == b""  # nobody used the WebSocket: no 101 went out
+        assert calls == []
+    finally:
+        srv.stop(timeout=1)
+
+
+def test_logger_is_the_servers():
+    loggers = []
+
+    def app(environ, start_response):
+        ws = environ["wsgi.websocket"]
+        loggers.append((ws.logger, ws.handler.logger, ws.handler.server.logger))
+        return []
+
+    srv = serve_app(app)
+    try:
+        upgraded(srv).close()
+        wait_for(lambda: loggers)
+        ws_logger, handler_logger, server_logger = loggers[0]
+        assert ws_logger is handler_logger is server_logger
+        assert handler_logger.name == "wsapp.websocket.handler"
     finally:
         srv.stop(timeout=1)

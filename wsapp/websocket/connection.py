@@ -1,8 +1,12 @@
 """The object at environ["wsgi.websocket"]: a WebSocket over a gevent socket.
 
-Same API as gevent-websocket's WebSocket (`receive()` -> str | bytes | None, `send(msg,
-binary=None)`, `close(code, reason)`, `closed`, `origin`, `path`), so existing apps drop in.
-What it adds: sends are serialised by a lock, so greenlets never interleave frames; close
+gevent-websocket 0.10.1's WebSocket, method for method, so existing apps drop in: `receive()`
+returns str | bytes, None once (the call that sees the connection end), then raises
+WebSocketError; `send(message, binary=None)`, `send_frame(message, opcode)`, `close(code=1000,
+message=b'')`, `closed`, `origin`, `path`, `environ`, `handler`; the rest of 0.10.1's surface
+(version, protocol, stream, raw_read/raw_write, read_frame, handle_*, the UTF-8 validator...)
+is the mixin in wsapp.websocket.compat, and docs/compat.md lists every item.
+What it fixes: sends are serialised by a lock, so greenlets never interleave frames; close
 frames carry code and reason and the handshake completes both ways; the peer's close code is
 kept; limits come from the handler's options; pings are answered; protocol errors close with
 the right code instead of vanishing into a `None`. Where the connection is in its life
@@ -28,12 +32,16 @@ from gevent import getcurrent
 from gevent.event import Event
 from gevent.exceptions import ConcurrentObjectUseError
 
+from wsapp.websocket.compat import GeventWebSocketAPI
 from wsapp.websocket.exceptions import ConnectionClosed
 from wsapp.websocket.frames import (
+    CLOSE_NO_STATUS,
     CLOSE_NORMAL,
+    OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_PONG,
+    OP_TEXT,
     build_close_payload,
     build_frame,
 )
@@ -47,8 +55,9 @@ from wsapp.websocket.protocol import (
     Receiver,
     encode_parts,
 )
+from wsapp.websocket.protocol import Event as ParsedEvent
 from wsapp.websocket.sockio import GATHER_MIN, RECV_SIZE, read
-from wsapp.websocket.state import CLOSED, CLOSING, CONNECTING
+from wsapp.websocket.state import CLOSED, CLOSING, CONNECTING, OPEN
 from wsapp.websocket.traffic import TRAFFIC
 from wsapp.websocket.transport import Transport
 
@@ -56,21 +65,30 @@ __all__ = ["TRAFFIC", "ConnectionClosed", "WebSocket"]  # the first two also liv
 
 log = logging.getLogger("wsapp.websocket.connection")
 
+# Stands in for a connection's parser once the app has been told that the connection ended
+# (receive() returned None, or the app closed it): the parser's memory goes, and `_receiver
+# is _TOLD` is the flag receive() goes by, in no slot of its own.
+_TOLD = Receiver(1)
+_TOLD.closed = True
 
-class WebSocket(Transport):
+
+class WebSocket(Transport, GeventWebSocketAPI):
     """One server-side WebSocket connection (drop-in for geventwebsocket's WebSocket)."""
 
-    __slots__ = ("environ", "protocol", "extensions", "last_seen", "ping_sent_at", "opened_at",
-                 "_receiver", "_pending", "_ppos", "last_message_size", "_reader", "_deflate",
-                 "_cork_owner", "__weakref__")
+    # `handler` fills the one slot free in this object's 256-byte allocation: it costs nothing.
+    __slots__ = ("environ", "handler", "subprotocol", "extensions", "last_seen", "ping_sent_at",
+                 "opened_at", "_receiver", "_pending", "_ppos", "last_message_size", "_reader",
+                 "_deflate", "_cork_owner", "__weakref__")
 
     def __init__(self, sock: socket.socket, environ: dict, *, max_message_size: int,
                  max_fragments: int = 4096, deflate: Any = None, close_timeout: float = 3.0,
                  accept: Callable[[], None] | None = None, initial: bytes = b"",
-                 protocol: str | None = None, extensions: str | None = None) -> None:
+                 subprotocol: str | None = None, extensions: str | None = None,
+                 handler: Any = None) -> None:
         super().__init__(sock, accept=accept, close_timeout=close_timeout)
         self.environ = environ
-        self.protocol = protocol
+        self.handler = handler  # the WSGI handler serving it (gevent-websocket's ws.handler)
+        self.subprotocol = subprotocol  # the one agreed (`protocol` is the header asked for)
         self.extensions = extensions
         self.opened_at = self.last_seen = time.monotonic()
         self.ping_sent_at = 0.0
@@ -110,17 +128,19 @@ class WebSocket(Transport):
         env = self.environ
         return f"{env.get('REMOTE_ADDR')}:{env.get('REMOTE_PORT')}"
 
-    @property
-    def current_app(self) -> Any:
-        """gevent-websocket compatibility: apps sometimes look this up; there is none."""
-        return None
-
     # -- receiving ---------------------------------------------------------------------
 
     def receive(self) -> str | bytes | None:
-        """The next message (str for text, bytes for binary), or None once closed."""
-        if self.state == CONNECTING:
-            self._ensure_accepted()
+        """The next message (str for text, bytes for binary); None once the connection has
+        ended, from the first call that finds it so (the peer closed, broke the protocol or
+        dropped; the server closed it: shutdown, heartbeat, a slow reader cut off).
+
+        Called again after that None, or after the app's own close(), it raises
+        WebSocketError (our ConnectionClosed), as gevent-websocket does: a loop that ignores
+        the None still ends.
+        """
+        if self.state != OPEN and self._reading_outside_open():
+            return None
         # One reader at a time, as with any gevent socket; a lock would only queue a second
         # reader to get messages in an order neither of them can rely on.
         if self._reader is not None:
@@ -131,9 +151,42 @@ class WebSocket(Transport):
         finally:
             self._reader = None
 
-    def read_message(self) -> str | bytes | None:
-        """Alias kept for gevent-websocket compatibility."""
-        return self.receive()
+    def _reading_outside_open(self) -> bool:
+        """A receive() starts outside OPEN: send the 101 first (CONNECTING). On a closed
+        connection, True if the app has not been told yet (receive() returns None now),
+        WebSocketError if it has."""
+        state = self.state
+        if state == CONNECTING:
+            self._ensure_accepted()
+        elif state == CLOSED:
+            if self._receiver is _TOLD:
+                raise self._closed_now()
+            return self._told()
+        return False
+
+    def _told(self) -> bool:
+        """The app knows the connection has ended: receive() raises from now on, and the
+        parser and any unread input are let go. Returns True."""
+        self._receiver = _TOLD
+        self._pending, self._ppos = (), 0
+        return True
+
+    def _claim_reader(self) -> None:
+        """Become the one greenlet reading, for a read that has no None to return (receive()
+        does the same inline: it is hot)."""
+        if self.state == CONNECTING:
+            self._ensure_accepted()
+        if self.state == CLOSED:
+            raise self._closed_now()
+        if self._reader is not None:
+            raise ConcurrentObjectUseError(f"a read is already waiting in {self._reader!r}")
+        self._reader = getcurrent()
+
+    def _closed_now(self) -> ConnectionClosed:
+        """The error for using a closed connection, after telling the app's `current_app`
+        (gevent-websocket calls its on_close() at these points)."""
+        self.current_app.on_close("Connection is already closed")
+        return self.closed_error()
 
     def _receive(self) -> str | bytes | None:
         while True:
@@ -155,26 +208,68 @@ class WebSocket(Transport):
                     self.ping_sent_at = 0.0
                 elif kind == EV_CLOSE:
                     self._peer_closed(*value)
+                    self._told()
                     return None
                 elif kind == EV_ERROR:
                     self._fail(value.code, value.reason)
+                    self._told()
                     return None
             if pending:  # consumed: let the batch (and its strings) go while we wait
                 self._pending, self._ppos = (), 0
-            if self.state == CLOSED or self._receiver.closed:
+            if not self._fill():
+                self._told()
                 return None
-            if self._corked is not None:
-                self._uncork()  # about to wait for input: everything we owe goes out first
-            try:
-                data = read(self._sock)
-            except OSError:
-                data = b""
-            if not data:
-                self._transport_lost()
+
+    def _fill(self) -> bool:
+        """Wait for input and parse it into `_pending`; False when no more will come."""
+        if self.state == CLOSED:
+            return False
+        if self._receiver.closed:  # read_frame() handed the close frame out, unanswered
+            self._peer_closed(self.close_code or CLOSE_NO_STATUS, self.close_reason)
+            return False
+        if self._corked is not None:
+            self._uncork()  # about to wait for input: everything we owe goes out first
+        try:
+            data = read(self._sock)
+        except OSError:
+            data = b""
+        if not data:
+            self._transport_lost()
+            self.current_app.on_close("Connection closed")  # as gevent-websocket tells it
+            return False
+        self.last_seen = time.monotonic()
+        self._pending = self._receiver.feed(data)
+        self._ppos = 0
+        return True
+
+    def _next_event(self) -> ParsedEvent | None:
+        """The next parsed event as it is, reading as needed (read_frame's source); None
+        when no more will come. The caller holds the reader's place."""
+        while self._ppos >= len(self._pending):
+            self._pending, self._ppos = (), 0
+            if not self._fill():
                 return None
-            self.last_seen = time.monotonic()
-            self._pending = self._receiver.feed(data)
-            self._ppos = 0
+        event = self._pending[self._ppos]
+        self._ppos += 1
+        return event
+
+    def _raw_read(self, size: int) -> bytes:
+        """Up to `size` bytes straight from the socket (gevent-websocket's raw_read): fewer
+        only at the end of input. Bytes already parsed into messages are not among them."""
+        self._claim_reader()
+        chunks = []
+        try:
+            while size > 0:
+                data = self._sock.recv(size)
+                if not data:
+                    break
+                chunks.append(data)
+                size -= len(data)
+        except OSError:
+            pass
+        finally:
+            self._reader = None
+        return b"".join(chunks)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -185,7 +280,7 @@ class WebSocket(Transport):
         elif not binary and not isinstance(message, str):
             message = bytes(message).decode("utf-8")
         if self.state >= CLOSING:
-            raise self.closed_error()
+            raise self._closed_now()
         with self._send_lock:
             # Encoding sits inside the lock: a shared deflate context must see messages in
             # the order they hit the wire.
@@ -201,8 +296,30 @@ class WebSocket(Transport):
         TRAFFIC.messages_out += 1
         TRAFFIC.bytes_out += size
 
-    def send_frame(self, frame: bytes) -> None:
-        """Send pre-built frame bytes (fan-out builds a frame once for many connections)."""
+    def send_frame(self, message: str | bytes | None, opcode: int) -> None:
+        """Send one frame with `opcode` and `message` as its payload (gevent-websocket's
+        send_frame): text and binary are messages as send() makes them; str is UTF-8 for
+        any opcode; a close payload starts the closing handshake like close() does (the
+        code is its first two bytes) without waiting for the peer. WebSocketError once
+        the connection is closing."""
+        if opcode == OP_TEXT or opcode == OP_BINARY:
+            self.send("" if message is None else message, binary=opcode == OP_BINARY)
+            return
+        if self.state >= CLOSING:
+            raise self._closed_now()
+        payload = message.encode("utf-8") if isinstance(message, str) else bytes(message or b"")
+        if opcode == OP_CLOSE:
+            code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self._send_close_payload(code, payload)
+            return
+        if opcode == OP_PING:
+            self.ping_sent_at = time.monotonic()
+        with self._send_lock:
+            self._write(build_frame(opcode, payload))
+
+    def send_frame_bytes(self, frame: bytes) -> None:
+        """Send pre-built frame bytes, waiting while the socket is full (a frame built once
+        for many connections; `queue_frame` is the variant that never waits)."""
         if self.state >= CLOSING:
             raise self.closed_error()
         with self._send_lock:
@@ -210,10 +327,21 @@ class WebSocket(Transport):
         TRAFFIC.messages_out += 1
         TRAFFIC.bytes_out += len(frame)
 
+    def _raw_write(self, data: bytes) -> None:
+        """Write bytes as they are, in turn with every other send (gevent-websocket's
+        raw_write); WebSocketError when the socket is dead."""
+        with self._send_lock:
+            self._write(data)
+
     def ping(self, payload: bytes = b"") -> None:
         """Send a ping; the pong is consumed by receive() and clears `ping_sent_at`."""
         self.ping_sent_at = time.monotonic()
         self._send_control(OP_PING, payload)
+
+    def handle_pong(self, header: Any, payload: bytes) -> None:
+        """A pong arrived (gevent-websocket's hook, for frames from read_frame()): the peer
+        is alive, and the heartbeat stops waiting for one."""
+        self.ping_sent_at = 0.0
 
     def _send_control(self, opcode: int, payload: bytes) -> None:
         if self.state >= CLOSING:
@@ -226,14 +354,25 @@ class WebSocket(Transport):
 
     # -- closing -----------------------------------------------------------------------
 
-    def close(self, code: int = CLOSE_NORMAL, reason: str | bytes = "") -> None:
-        """Start (or finish) the closing handshake, then close the TCP connection.
+    def close(self, code: int = CLOSE_NORMAL, message: str | bytes | None = b"") -> None:
+        """The app closes: the closing handshake with `code` and `message` (the reason),
+        then TCP is closed; on a closed connection nothing happens. Either way the app
+        knows, so receive() raises from now on (a greenlet blocked in it when the peer's
+        close frame arrives still gets its None).
 
-        Waits up to close_timeout for the peer's close frame; another greenlet blocked in
-        receive() sees that frame and returns None.
+        Waits up to close_timeout for the peer's close frame.
         """
-        if isinstance(reason, bytes):
-            reason = reason.decode("utf-8", "replace")
+        if self.state == CLOSED:
+            self.current_app.on_close("Connection is already closed")
+        else:
+            reason = message.decode("utf-8", "replace") if isinstance(message, bytes) \
+                else message
+            self.end(code, reason or "")
+        self._told()
+
+    def end(self, code: int, reason: str = "") -> None:
+        """The server closes (shutdown, policy): the closing handshake like close(), but the
+        app has not been told, so the route's next receive() returns None."""
         if self.state == CLOSED:
             return
         self._send_close(code, reason)
@@ -252,7 +391,8 @@ class WebSocket(Transport):
                 self._abort()
 
     def terminate(self, code: int, reason: str, send_timeout: float = 1.0) -> None:
-        """Close now without waiting for the peer (dead peer, shutdown stragglers)."""
+        """Close now without waiting for the peer (dead peer, shutdown stragglers); the
+        route's next receive() returns None."""
         if self.state == CLOSED:
             return
         with gevent.Timeout(send_timeout, False):
@@ -261,13 +401,16 @@ class WebSocket(Transport):
         self._abort()
 
     def _send_close(self, code: int | None, reason: str) -> None:
+        self._send_close_payload(code, build_close_payload(code, reason))
+
+    def _send_close_payload(self, code: int | None, payload: bytes) -> None:
         if self.state == CONNECTING:
             self._ensure_accepted()  # the 101 goes before any frame
         if not self.close_sent(code):
             return
         try:
             with self._send_lock:
-                self._write(build_frame(OP_CLOSE, build_close_payload(code, reason)))
+                self._write(build_frame(OP_CLOSE, payload))
         except ConnectionClosed:
             pass
 
@@ -298,9 +441,9 @@ class WebSocket(Transport):
             pass
         self._abort()
 
-    def _peer_closed(self, code: int, reason: str) -> None:
+    def _peer_closed(self, code: int, reason: str, reason_back: str = "") -> None:
         """The peer's close frame arrived: answer it (unless we started) and close TCP."""
-        self._send_close(self.close_received(code, reason), "")
+        self._send_close(self.close_received(code, reason), reason_back)
         self._shutdown()
 
     def _fail(self, code: int, reason: str) -> None:

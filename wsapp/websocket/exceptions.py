@@ -8,8 +8,9 @@
             ├── ProtocolError                       the peer broke RFC 6455/7692 or a limit;
             │                                       `code` is the close code to answer with
             │                                       (also gevent-websocket's ProtocolError)
-            ├── ConnectionClosed                    send() on a closing or closed connection;
-            │                                       `code`/`reason` say how it closed
+            ├── ConnectionClosed                    send() on a closing or closed connection,
+            │                                       receive() on a closed one; `code`/`reason`
+            │                                       say how it closed
             └── HandshakeRejected                   an opening handshake refused; `status`,
                                                     `reason` and `headers` make the answer
     BaseException
@@ -21,7 +22,9 @@ for gevent-websocket catches that class (it is an OSError there too, so `except 
 around socket work keeps catching a dead connection).
 
 receive() raises none of these for what a peer does: a protocol error closes the connection
-with the right code and receive() returns None.
+with the right code and receive() returns None. Called again on the closed connection (or
+after the app's own close()), it raises ConnectionClosed, as gevent-websocket raises its
+WebSocketError there.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class ProtocolError(WebSocketError, _StockProtocolError):
 
 
 class ConnectionClosed(WebSocketError):
-    """Raised by send() on a closed connection; `code`/`reason` say how it closed."""
+    """Raised by send() on a closing or closed connection and by receive() on a closed one
+    (after the receive() that returned None); `code`/`reason` say how it closed."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:
         super().__init__(f"connection closed ({code} {reason})".strip())

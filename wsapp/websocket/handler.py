@@ -1,11 +1,15 @@
 """The WSGI handler: a drop-in subclass of gevent-websocket's WebSocketHandler.
 
-Pass it as `handler_class` to gevent's WSGIServer. It adapts the request to the sans-I/O
-handshake (wsapp.websocket.handshake: strict checks with clear HTTP errors, permessage-deflate,
-the subprotocol), builds our `WebSocket` at environ["wsgi.websocket"] and runs the app. The
-101 response is sent when the route first uses the socket, so a route that returns an HTTP
-error without touching it (or a URL with no route: 404) answers the client with that error
-instead of a dead WebSocket.
+Pass it as `handler_class` to gevent's WSGIServer (or to either WebSocketServer). It follows
+gevent-websocket 0.10.1's flow, so the methods apps override still run in the same order:
+run_application() -> upgrade_websocket() -> upgrade_connection() -> run_websocket(), with
+the server's `pre_start_hook` first and `server.clients`, `active_client` and `logger` as
+0.10.1 has them. upgrade_connection() adapts the request to the sans-I/O handshake
+(wsapp.websocket.handshake: strict checks with clear HTTP errors, the Origin check,
+permessage-deflate, the subprotocol) and builds our `WebSocket` at environ["wsgi.websocket"];
+run_websocket() runs the app. The 101 response is sent when the route first uses the socket,
+so a route that returns an HTTP error without touching it (or a URL with no route: 404)
+answers the client with that error instead of a dead WebSocket.
 
 Settings come from `server.settings` (anything with WebSocketOptions' attributes: wsapp.server
 and wsapp.gunicorn set the server's whole Settings) or, for a bare WSGIServer, from WSAPP_*
@@ -26,8 +30,11 @@ from typing import Any
 
 import gevent
 from gevent.pywsgi import Input, WSGIHandler
+from geventwebsocket.exceptions import WebSocketError as _StockWebSocketError
+from geventwebsocket.handler import Client
 from geventwebsocket.handler import WebSocketHandler as _StockHandler
 
+from wsapp.websocket.clients import ClientMap
 from wsapp.websocket.connection import WebSocket
 from wsapp.websocket.exceptions import HandshakeRejected, HandshakeTimeout
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
@@ -69,6 +76,8 @@ class WebSocketHandler(_StockHandler):
     """gevent-websocket's handler with a hardened handshake and our WebSocket object."""
 
     websocket: WebSocket | None = None
+    prevent_wsgi_call = False  # 0.10.1's switch: set it to upgrade without running the app
+    SUPPORTED_VERSIONS = ("13",)  # RFC 6455 (0.10.1 also lists drafts 8 and 7)
     # pywsgi's, set while it parses a request (declared here for the type checker).
     command: str
     request_version: str
@@ -125,22 +134,39 @@ class WebSocketHandler(_StockHandler):
         self.request_version = sys.intern(self.request_version)
         return share_header_strings(super().get_environ())
 
-    # -- the upgrade -------------------------------------------------------------------
+    # -- the upgrade, in gevent-websocket's steps -----------------------------------------
 
     def run_application(self) -> None:
+        hook = getattr(self.server, "pre_start_hook", None)
+        if hook and hook(self):
+            return WSGIHandler.run_application(self)  # the hook keeps this request plain
+        self.result = self.upgrade_websocket()
+        if self.websocket is not None:
+            return self.run_websocket()
+        if self.status:  # the upgrade was answered with HTTP: a refusal
+            if not self.headers_sent:  # by an override, through start_response()
+                self.result = self.result or []
+                self.process_result()
+            return None
+        self.result = None
+        return WSGIHandler.run_application(self)  # no upgrade asked for: plain HTTP
+
+    def upgrade_websocket(self) -> Any:
+        """Upgrade the request if it asks for a WebSocket, else return None and leave it to
+        the app as plain HTTP. Apps override this to refuse (start_response() with an error,
+        then return the body) or to look at the request first."""
         if "websocket" not in self.environ.get("HTTP_UPGRADE", "").lower():
-            return WSGIHandler.run_application(self)  # plain HTTP
+            return None
         self.close_connection = True
-        ws = self._upgrade()
-        if ws is not None:
-            self._serve(ws)
-        return None
+        return self.upgrade_connection()
 
-    def _upgrade(self) -> WebSocket | None:
-        """Check the handshake and build the WebSocket, or answer the refusal and return None.
+    def upgrade_connection(self) -> Any:
+        """Check the handshake and put a WebSocket at environ["wsgi.websocket"] and
+        `self.websocket`, or answer the refusal (then `self.websocket` stays None).
 
-        Separate from _serve() so that none of the handshake's temporaries stay referenced
-        from a frame that lives as long as the connection.
+        Returns None either way. Kept apart from run_websocket() so that none of the
+        handshake's temporaries stay referenced from a frame that lives as long as the
+        connection.
         """
         env = self.environ
         tracker = self.tracker
@@ -162,12 +188,12 @@ class WebSocketHandler(_StockHandler):
         ws = WebSocket(self.socket, env, max_message_size=s.max_message_size,
                        max_fragments=s.max_fragments, deflate=agreed.deflate,
                        close_timeout=s.close_timeout, accept=self._accept,
-                       initial=self._take_buffered_input(),
-                       protocol=agreed.protocol, extensions=agreed.extensions)
+                       initial=self._take_buffered_input(), subprotocol=agreed.protocol,
+                       extensions=agreed.extensions, handler=self)
         self.websocket = ws
         env["wsgi.websocket"] = ws
         env["wsgi.websocket_version"] = "13"
-        return ws
+        return None
 
     def _accept(self) -> None:
         """Send the 101 (the WebSocket calls this when the route first uses it)."""
@@ -178,11 +204,19 @@ class WebSocketHandler(_StockHandler):
         log_soon(log, INFO, "upgrade %s %s%s", self._peer(), self.environ.get("PATH_INFO"),
                  " deflate" if self.websocket and self.websocket.extensions else "")
 
-    def _serve(self, ws: WebSocket) -> None:
-        """Run the app on the WebSocket, then close it and log (this frame idles with it)."""
+    def run_websocket(self) -> None:
+        """Run the app on the WebSocket, then close it and log (this frame idles with it).
+
+        While it runs, the connection is tracked (heartbeat, limits, shutdown) and so one
+        of `server.clients`.
+        """
+        ws = self.websocket
+        if ws is None or self.prevent_wsgi_call:
+            return
         env = self.environ
         tracker = self.tracker
         tracker.add(ws, env.get("REMOTE_ADDR", ""))
+        listed = self._list_client()
         answer = _RouteAnswer()
         failed = False
         body = b""
@@ -196,10 +230,18 @@ class WebSocketHandler(_StockHandler):
                 if close is not None:
                     close()
         except Exception as exc:
-            failed = True
-            log_soon(log, ERROR, "route %s raised", env.get("PATH_INFO"), exc_info=exc)
+            if isinstance(exc, _StockWebSocketError) and ws.closed:
+                # what using a closed connection raises: the end of the route, not a fault
+                log_soon(log, INFO, "route %s ended on its closed connection: %s",
+                         env.get("PATH_INFO"), exc)
+            else:
+                failed = True
+                log_soon(log, ERROR, "route %s raised", env.get("PATH_INFO"), exc_info=exc)
         finally:
             tracker.discard(ws, env.get("REMOTE_ADDR", ""))
+            if listed is not None and listed.get(self.client_address) is self.connected_client():
+                del listed[self.client_address]
+            self.__dict__.pop("_connected_client", None)  # it refers back to the WebSocket
         try:
             refused_with = answer.refused_with
             if not ws.accepted and not failed and refused_with is not None:
@@ -220,6 +262,44 @@ class WebSocketHandler(_StockHandler):
                 log_soon(log, INFO, "close %s %s %.1fs sent=%s received=%s %s", self._peer(),
                          env.get("PATH_INFO"), time.monotonic() - ws.opened_at,
                          ws.sent_close_code, ws.close_code, ws.close_reason)
+
+    # -- server.clients, active_client, logger: gevent-websocket's bookkeeping ------------
+
+    def _list_client(self) -> dict | None:
+        """Make this connection one of `server.clients`. A server without any gets wsapp's
+        view of its tracker, where every tracked connection already is; a plain dict
+        (gevent-websocket's WebSocketServer) gets this connection's Client, as 0.10.1 does,
+        and is returned so that the entry can be taken out again."""
+        server = self.server
+        clients = getattr(server, "clients", None)
+        if clients is None:
+            server.clients = ClientMap(server)
+        elif not isinstance(clients, ClientMap):
+            clients[self.client_address] = self.connected_client()
+            return clients
+        return None
+
+    def connected_client(self) -> Client:
+        """gevent-websocket's Client(address, ws) of this connection: made on first use,
+        then kept while the route runs, so that what an app sets on it stays."""
+        client = self.__dict__.get("_connected_client")
+        if client is None:
+            client = self._connected_client = Client(self.client_address, self.websocket)
+        return client
+
+    @property
+    def active_client(self) -> Client:
+        """This connection's entry in `server.clients` (KeyError once its route returned)."""
+        return self.server.clients[self.client_address]
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The server's `logger`, this module's logger on a server without one."""
+        server = self.server
+        logger = getattr(server, "logger", None)
+        if logger is None:
+            logger = server.logger = log
+        return logger
 
     def _take_buffered_input(self) -> bytes:
         """Take bytes pywsgi already buffered past the headers, then drop its reader.

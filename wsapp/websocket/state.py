@@ -27,9 +27,11 @@ connection is counted under.
 The peer's close frame reaches this machine when receive() gets to it (RECV_CLOSE), not when
 the parser sees it: messages that arrived before it are still delivered and answered (the
 parser's own `Receiver.closed` says only that input has ended). Hence the receive() that
-moves the connection to CLOSING/CLOSED is the one that returns None; a receive() that
-*enters* in CLOSED has nothing left to report, which is where gevent-websocket raises
-WebSocketError.
+moves the connection to CLOSING/CLOSED is the one that returns None. A receive() that
+*enters* in CLOSED returns None if the app has not heard yet (the server closed the
+connection while its route was busy elsewhere), and raises ConnectionClosed once it has (after
+that None, or after its own close()): where gevent-websocket raises WebSocketError, of which
+ConnectionClosed is a subclass.
 
 `ConnectionState` holds this on the connection object itself (as a base class with
 `__slots__`, not a separate object): `state` is a plain int, so `closed` is one comparison

@@ -2,13 +2,16 @@
 
 One greenlet per server sweeps every connection a few times per ping interval, instead of a
 timer greenlet per connection: at tens of thousands of idle connections that saves a
-greenlet stack each.
+greenlet stack each. The same set is gevent-websocket's `server.clients` (a view of it:
+wsapp.websocket.clients), looked up by client address through an index made on the first
+such lookup, so that a server whose apps never look pays nothing for it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import gevent
 
@@ -27,6 +30,7 @@ class ConnectionTracker:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._sweeper: gevent.Greenlet | None = None
+        self._by_address: dict[Any, WebSocket] | None = None  # see find()
 
     def __len__(self) -> int:
         return len(self.connections)
@@ -35,6 +39,8 @@ class ConnectionTracker:
         """Track `ws` (from client address `ip`); starts the heartbeat sweeper on first use."""
         self.connections.add(ws)
         self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        if self._by_address is not None:
+            self._by_address[address_of(ws)] = ws
         if self._sweeper is None and self.ping_interval > 0:
             self._sweeper = gevent.spawn(self._sweep_forever)
 
@@ -47,6 +53,21 @@ class ConnectionTracker:
                 self.per_ip[ip] = left
             else:
                 self.per_ip.pop(ip, None)
+            index = self._by_address
+            if index is not None and index.get(address := address_of(ws)) is ws:
+                del index[address]
+
+    def find(self, address: Any) -> WebSocket | None:
+        """The connection from client `address` (its handler's client_address), in O(1).
+
+        The index is built on the first call and kept up to date from then on. Two live
+        connections with one address (possible only with addresses that are not (host,
+        port), such as a Unix socket's) keep the newer, as gevent-websocket's dict does.
+        """
+        index = self._by_address
+        if index is None:
+            index = self._by_address = {address_of(ws): ws for ws in self.connections}
+        return index.get(address)
 
     def _sweep_forever(self) -> None:
         period = max(0.05, min(self.ping_interval, self.ping_timeout or self.ping_interval) / 4)
@@ -79,10 +100,16 @@ class ConnectionTracker:
     def close_all(self, code: int, reason: str, timeout: float) -> int:
         """Close every connection with `code` (e.g. 1001 at shutdown); wait up to `timeout`."""
         conns = list(self.connections)
-        jobs = [gevent.spawn(ws.close, code, reason) for ws in conns]
+        jobs = [gevent.spawn(ws.end, code, reason) for ws in conns]  # routes get their None
         gevent.joinall(jobs, timeout=timeout)
         for ws, job in zip(conns, jobs, strict=True):
             if not job.dead:
                 job.kill(block=False)
                 ws.terminate(code, reason)
         return len(conns)
+
+
+def address_of(ws: WebSocket) -> Any:
+    """The client address of `ws` as its handler has it (None without a handler)."""
+    handler = ws.handler
+    return None if handler is None else handler.client_address
