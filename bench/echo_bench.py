@@ -445,12 +445,18 @@ def render(meta: dict[str, Any], cfg: dict[str, Any], summary: dict[str, dict[st
         f"{k} {n} {w['server_cpu_median_pct']:.0f}%" for k in SERVERS for n in WORKLOADS
         if (w := (summary.get(k) or {}).get(n)) and w["server_cpu_median_pct"] < 90
     ]
+    return "\n".join(lines + busy_lines(starved, notes))
+
+
+def busy_lines(starved: list[str], notes: dict[str, str]) -> list[str]:
+    """The summary's closing lines: a warning naming the servers that got under 90% of their
+    core (a busy machine: absolute rates are then low, per-CPU-second figures still hold),
+    then one note a server."""
+    lines = []
     if starved:
         lines.append("  WARNING: a server got < 90% of its core (" + ", ".join(starved) + "): the "
                      "machine is busy; trust the per-CPU-s rows and ratios over absolute rates")
-    for kind, note in notes.items():
-        lines.append(f"note: {kind}: {note}")
-    return "\n".join(lines)
+    return lines + [f"note: {kind}: {note}" for kind, note in notes.items()]
 
 
 # --- main -----------------------------------------------------------------------------------

@@ -28,7 +28,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from client import proc_cpu_seconds, raise_nofile, self_cpu_seconds
-from echo_bench import VERSIONED, Server, _progress, importable, machine_info, pick_cpus, servers
+from echo_bench import (
+    VERSIONED,
+    Server,
+    _progress,
+    busy_lines,
+    importable,
+    machine_info,
+    pick_cpus,
+    servers,
+)
 from sioclient import Group, SioConn, SioError
 
 KINDS = ("stock", "wsapp")
@@ -319,12 +328,7 @@ def render(meta: dict[str, Any], cfg: dict[str, Any], summary: dict[str, dict[st
                      f"be client-bound")
     starved = [f"{k} {s['ack_server_cpu_median_pct']:.0f}%" for k, s in summary.items()
                if s.get("ack_server_cpu_median_pct", 100) < 90]
-    if starved:
-        lines.append("  WARNING: a server got < 90% of its core (" + ", ".join(starved) +
-                     "): the machine is busy; trust the per-CPU-second rows over rates")
-    for kind, note in notes.items():
-        lines.append(f"note: {kind}: {note}")
-    return "\n".join(lines)
+    return "\n".join(lines + busy_lines(starved, notes))
 
 
 # --- main ------------------------------------------------------------------------------------
