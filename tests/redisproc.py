@@ -19,20 +19,26 @@ REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
 
 class RedisServer:
-    """A redis-server we start (and only we stop), without persistence, on 127.0.0.1."""
+    """A redis-server we start (and only we stop) on 127.0.0.1: without persistence, or with
+    `aof=True` an append-only file fsynced on every write (`--appendfsync always`), so a
+    SIGKILL and a start on the same port and workdir keep everything Redis acknowledged."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, aof: bool = False) -> None:
         self.workdir = workdir
+        self.aof = aof
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
     def start(self, port: int | None = None, timeout: float = 10.0) -> RedisServer:
-        """Start on `port` (a free one by default) and wait until it answers PING."""
+        """Start on `port` (a free one by default) and wait until it answers PING (with AOF:
+        once the file is loaded, as Redis answers LOADING before)."""
         self.port = port or free_port()
         self.workdir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else \
+            ["--appendonly", "no"]
         self.proc = serverproc.spawn(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), "--protected-mode", "no"],
+             *persistence, "--dir", str(self.workdir), "--protected-mode", "no"],
             self.workdir / "redis.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

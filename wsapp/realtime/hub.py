@@ -160,6 +160,8 @@ class Hub(Recovery, Operations):
         if channel not in client.channels:
             return False
         client.channels.discard(channel)
+        if client.positions:
+            client.positions.pop(channel, None)
         subs = self.channels.get(channel)
         if subs is not None:
             subs.discard(client)
@@ -300,11 +302,17 @@ class Hub(Recovery, Operations):
                 return
         self._dispatch(channel, text)
 
-    def _dispatch(self, channel: str, text: str) -> None:
-        """Send to the channel's subscribers (those replaying history get it after)."""
+    def _dispatch(self, channel: str, text: str, again: int | None = None) -> None:
+        """Send to the channel's subscribers (those replaying history get it after).
+
+        `again`: the offset of a message a catch-up sends (recovery.py); connections that
+        already have it — they resumed with a `since` past it, here or elsewhere — are skipped.
+        """
         subs: Iterable[Client] | None = self.channels.get(channel)
         if not subs:
             return
+        if again is not None:
+            subs = {c for c in subs if c.position(channel) < again}
         if self._replays:
             live = []
             for client in subs:

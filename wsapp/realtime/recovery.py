@@ -9,7 +9,9 @@ carried, so nobody sees a gap, a duplicate, or an offset out of order at the sea
 - `deliver_pending` — a user connecting: every personal message not yet acked;
 - `catch_up` — this process missed messages on a channel (its broker was cut off a while:
   the broker says `resumed`, or a delivered offset skips some): every subscriber here gets
-  the missing ones from the store, in order, before anything newer. If history no longer
+  the missing ones from the store, in order, before anything newer — except what it already
+  has: a connection that came meanwhile said so with its `since` (even if Redis refused its
+  replay then), and a replay says what it sent (`Client.positions`). If history no longer
   reaches back that far, clients see the offset jump and resubscribe with `since`, and are
   told `history_lost`.
 
@@ -64,7 +66,7 @@ class Recovery:
     def last_offset(self, channel: str) -> int:
         raise NotImplementedError
 
-    def _dispatch(self, channel: str, text: str) -> None:
+    def _dispatch(self, channel: str, text: str, again: int | None = None) -> None:
         raise NotImplementedError
 
     def _history_size(self, channel: str) -> int:
@@ -85,6 +87,9 @@ class Recovery:
             last = self.last_offset(channel)
             self._delivered.setdefault(channel, last)  # where a catch-up would start
             return {"offset": last}
+        # It has everything up to `since`, even if the replay fails (the store is down): a
+        # catch-up of this process never sends it those again.
+        client.has_up_to(channel, since)
         held = client.replaying[channel] = []
         self._replays += 1
         try:
@@ -104,6 +109,7 @@ class Recovery:
                 elif offset > last_sent:
                     client.ws.send(text)
                     last_sent = offset
+            client.has_up_to(channel, last_sent)  # before live delivery reaches it again
         finally:
             del client.replaying[channel]
             self._replays -= 1
@@ -123,9 +129,12 @@ class Recovery:
         sent_ids: set[str] = set()
         try:
             self.subscribe(client, channel)
-            for m in self.store.pending(user, now_ms()):
+            pending = self.store.pending(user, now_ms())
+            for m in pending:
                 client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
                 sent_ids.add(m["msg"])
+            if pending:  # every unacked message up to there: a catch-up need not send them
+                client.has_up_to(channel, max(m["offset"] for m in pending))
             while held:
                 text = held.pop(0)
                 if json.loads(text)["msg"] not in sent_ids:
@@ -159,7 +168,7 @@ class Recovery:
             for m in history["messages"]:
                 if m["offset"] > sent:
                     self._dispatch(channel, message(channel, m["offset"], m["msg"], m["data"],
-                                                    m["from"], m["ts"]))
+                                                    m["from"], m["ts"]), again=m["offset"])
                     sent = m["offset"]
             if history["first_offset"] > since + 1:
                 log.info("catch-up of %s: offsets %d..%d are no longer kept; its clients will "
@@ -174,7 +183,7 @@ class Recovery:
             for text in held:  # no yield: nothing can overtake the held messages
                 offset = envelope_offset(channel, text)
                 if offset is None or offset > sent:
-                    self._dispatch(channel, text)
+                    self._dispatch(channel, text, again=offset)
                     sent = offset if offset is not None else sent
             if channel in self._delivered:
                 self._delivered[channel] = sent

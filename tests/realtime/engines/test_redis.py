@@ -79,3 +79,34 @@ def test_keys_stay_under_the_prefix(redis_server, store):
     assert new and all(k.startswith(prefix) for k in new), new
     ttl = store.backend.client.pttl(prefix + b"h:room:k")
     assert 0 < ttl <= 3600 * 1000  # a channel's history expires once idle for history_ttl
+
+
+def test_a_history_read_after_since_passes_the_barrier_even_with_nothing_to_replay(store):
+    """A client resuming with `since` = the last offset gets no history, but messages at or
+    below `since` may still be on their way to this process on the bus: the read publishes
+    its barrier anyway, so they reach the replay's hold, never the client a second time."""
+    store.apply([pub("room:seam", "m1"), pub("room:seam", "m2")])
+    backend = store.backend
+    listener = backend.client.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(backend.bus)
+    try:
+        def read(since: int, token: str) -> list:
+            return store._history_script(args=[backend.prefix, "room:seam", since, 10,
+                                               backend.bus, token])
+
+        assert read(2, "t-seam")[:3] == [2, b"1", 1]  # nothing after 2, barrier published
+        assert read(0, "t-all")[2] == 1  # history to replay: barrier, as before
+        assert read(0, "")[2] == 0  # no token (no bus read here): none
+        empty = store._history_script(args=[backend.prefix, "room:none", 0, 10, backend.bus,
+                                             "t-none"])
+        assert empty == [0, None, 0]  # since 0 on an empty channel: nothing can be on its way
+        got = []
+        for _ in range(50):
+            message = listener.get_message(timeout=0.1)
+            if message is not None:
+                got.append(message["data"])
+            if len(got) >= 2:
+                break
+        assert got == [b"bt-seam", b"bt-all"]
+    finally:
+        listener.close()

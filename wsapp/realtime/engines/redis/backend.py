@@ -14,7 +14,8 @@ reach every process travels on that bus, in the order Redis executed it:
 * a read that recovery depends on (history, pending personal messages) publishes a barrier
   token in the same script, and returns only when the bus reader has passed it, so every
   message stored before the read has already reached the hub (and was held by its replay
-  logic) before the replay ends: no duplicate at the recovery seam;
+  logic) before the replay ends: no duplicate at the recovery seam — also when nothing
+  after `since` was left to replay, as what the client already has may still be on its way;
 * presence events (presence.py) and server-side operations (broker.py) share the bus, so
   they are ordered with messages.
 
@@ -368,7 +369,7 @@ class RedisBackend:
         return token, waiter
 
     def wait_barrier(self, token: str, waiter: AsyncResult, needed: bool) -> None:
-        """Wait until the bus reader passed `token` (only when the read returned data)."""
+        """Wait until the bus reader passed `token` (only when the script published it)."""
         try:
             if needed:
                 try:
