@@ -4,6 +4,7 @@ settings from WSAPP_* environment variables."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,9 @@ def test_sigterm_closes_every_websocket_with_1001_and_exits_0(start_server):
     wss = connect(srv.url(), proxy=None, open_timeout=10, close_timeout=10, ping_interval=None,
                   legacy=True)
     raw = RawClient.open(srv.port)
+    realtime = websocket.create_connection(srv.url("/ws"), timeout=10)  # a route of its own
     try:
+        assert '"op":"welcome"' in realtime.recv()
         wsc.send("a")
         assert wsc.recv() == "a"
         wss.send("b")
@@ -34,6 +37,7 @@ def test_sigterm_closes_every_websocket_with_1001_and_exits_0(start_server):
         raw.send_frame(OP_TEXT, b"c")
         assert raw.recv_frame().payload == b"c"
         peers = [wsc.sock.getsockname()[1], wss.local_address[1], raw.port]
+        realtime_port = realtime.sock.getsockname()[1]
 
         srv.proc.send_signal(signal.SIGTERM)
 
@@ -53,14 +57,16 @@ def test_sigterm_closes_every_websocket_with_1001_and_exits_0(start_server):
 
         assert srv.proc.wait(timeout=15) == 0
     finally:
+        realtime.shutdown()
         wsc.shutdown()
         wss.close_socket()
         raw.close()
     log = srv.log()
-    assert "shutdown: closed 3 WebSocket connection(s)" in log
-    for port in peers:
-        assert f"close 127.0.0.1:{port} /ws/echo" in log
-        srv.wait_for_log(rf"close 127\.0\.0\.1:{port} /ws/echo \S+ sent=1001 ")
+    # one close line for each connection counted, all written before the count
+    summary = log.index("shutdown: closed 4 WebSocket connection(s)")
+    closes = re.findall(r"close 127\.0\.0\.1:(\d+) (/ws\S*) \S+ sent=1001 ", log[:summary])
+    assert sorted(closes) == sorted([(str(port), "/ws/echo") for port in peers]
+                                    + [(str(realtime_port), "/ws")]), log
     assert "Traceback" not in log
 
 

@@ -29,6 +29,7 @@ from wsapp.realtime.state import AppState
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.logsoon import flush
 from wsapp.websocket.options import from_mapping
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -103,4 +104,5 @@ class Worker(GeventPyWSGIWorker):
         if realtime is not None:
             realtime.stop(settings.shutdown_timeout)
         n = tracker.close_all(CLOSE_GOING_AWAY, "server shutting down", settings.shutdown_timeout)
+        flush()  # the close lines before the sum, as serve.py writes them
         self.log.info("wsapp: closed %d WebSocket connection(s) for shutdown", n)

@@ -19,6 +19,7 @@ from wsapp.realtime.state import EXTENSION, AppState
 from wsapp.realtime.urls import redact
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.logsoon import flush
 from wsapp.websocket.server import Server
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -58,8 +59,9 @@ def shutdown(server: WSGIServer, timeout: float) -> None:
     server.close()  # stop accepting; running handlers continue
     tracker: ConnectionTracker = server.tracker
     n = tracker.close_all(CLOSE_GOING_AWAY, "server shutting down", timeout)
-    log.info("shutdown: closed %d WebSocket connection(s)", n)
     server.stop(timeout=1)
+    flush()  # each connection's close line, then the sum: one line per connection counted
+    log.info("shutdown: closed %d WebSocket connection(s)", n)
 
 
 def log_mode(settings: Settings) -> None:

@@ -30,12 +30,19 @@ def log_soon(logger: logging.Logger, level: int, msg: str, *args: object,
         _writer = gevent.spawn(_write_all)
 
 
+def flush() -> None:
+    """Write every queued line now, from the caller: at shutdown the process may end before
+    the log greenlet runs again, and the close lines of the last connections are the ones
+    an operator reads."""
+    while _queue:  # the log greenlet, when it runs, finds the queue empty and ends
+        logger, level, msg, args, exc_info = _queue.popleft()
+        logger.log(level, msg, *args, exc_info=exc_info)
+
+
 def _write_all() -> None:
     global _writer
     try:
-        while _queue:
-            logger, level, msg, args, exc_info = _queue.popleft()
-            logger.log(level, msg, *args, exc_info=exc_info)
+        flush()
     finally:
         _writer = None
         if _queue:  # a handler raised: the rest still gets written
