@@ -98,13 +98,24 @@ def not_found(rest: str) -> tuple[Response, int]:
     return api_error(404, "not_found", f"no API endpoint {request.method} {request.path}")
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 @bp.before_request
 def _guard() -> tuple[Response, int] | None:
-    """The key check for everything but the public endpoints; a body size cap."""
+    """A body size cap; writes only as JSON or with credentials; the key check for
+    everything but the public endpoints."""
     state = state_of()
     limit = body_limit(state)
     if request.content_length is not None and request.content_length > limit:
         return api_error(413, "too_large", f"request body over {limit} bytes")
+    if (request.method not in SAFE_METHODS and not request.is_json
+            and "Authorization" not in request.headers):
+        # A cross-site <form> can POST text/plain, urlencoded or multipart without any
+        # preflight, but never JSON nor an Authorization header: in demo mode (no key) this
+        # is what keeps another site's page from writing through a visitor's browser.
+        return api_error(415, "unsupported_media_type", "send the body as Content-Type: "
+                         "application/json (or an Authorization header)")
     if request.endpoint in PUBLIC:
         return None
     return require_key(state)
