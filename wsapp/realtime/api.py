@@ -25,6 +25,7 @@ from wsapp.realtime.messages import (
     loads,
 )
 from wsapp.realtime.openapi import document
+from wsapp.realtime.options import BODY_SLACK
 from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import check_channel
 from wsapp.realtime.state import AppState, state_of
@@ -74,7 +75,7 @@ def json_body() -> dict[str, Any]:
 
 def body_limit(state: AppState) -> int:
     """The largest request body: a publish's data limit plus room for the other fields."""
-    return state.settings.max_publish_size + 4096
+    return state.settings.max_publish_size + BODY_SLACK
 
 
 STATUS = {"unavailable": 503, "too_large": 413}  # by error code; the others are 400
