@@ -219,6 +219,21 @@ def test_slow_bodies_are_cut_at_the_body_timeout(start_server):
             sock.close()
 
 
+def test_an_idle_keep_alive_connection_is_closed(start_server):
+    """Between requests a connection may idle for handshake_timeout, no longer."""
+    srv = start_server("--handshake-timeout", "1", "--ping-interval", "0")
+    sock = connect(srv.port, timeout=10)
+    try:
+        sock.sendall(http(srv.port, "GET", "/healthz", {"Connection": "keep-alive"}))
+        assert read_response(sock).status == 200
+        started = time.monotonic()
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # closed by the server...
+        assert time.monotonic() - started < 3  # ...after about a second
+    finally:
+        sock.close()
+
+
 def test_http_connections_count_against_the_connection_caps(start_server):
     srv = start_server("--max-connections", "8", "--max-connections-per-ip", "4",
                        "--ping-interval", "0", "--handshake-timeout", "30")
