@@ -119,12 +119,17 @@ class WebSocketHandler(_StockHandler):
         max_connections_per_ip while it is open (plain HTTP as much as WebSocket: each holds
         a socket); past a cap its first request is answered 503 or 429 unread."""
         ip = self._ip()
-        self._refusal = self.tracker.enter(ip, self.settings)
+        refusal = self.tracker.enter(ip, self.settings)
+        if refusal is not None:
+            log_soon(log, INFO, "connection refused %s: %s %s", self._peer(), refusal.status,
+                     refusal.reason)
+            self._respond(refusal.status, refusal_bytes(refusal))
+            self._linger(1 << 16)  # the server closes the socket once this returns
+            return
         try:
             super().handle()
         finally:
-            if self.__dict__.pop("_refusal", None) is None:
-                self.tracker.leave(ip)
+            self.tracker.leave(ip)
 
     def _ip(self) -> str:
         addr = self.client_address
@@ -134,12 +139,6 @@ class WebSocketHandler(_StockHandler):
 
     def handle_one_request(self) -> Any:
         """Read one request; a client gets `handshake_timeout` seconds to send it all."""
-        refusal = getattr(self, "_refusal", None)
-        if refusal is not None:  # over a connection cap: answered before reading anything
-            log_soon(log, INFO, "connection refused %s: %s %s", self._peer(), refusal.status,
-                     refusal.reason)
-            self.close_connection = True
-            return refusal.status.split()[0], refusal_bytes(refusal)
         # Held on self, not in a local: this frame lives as long as the WebSocket does, and
         # get_environ() drops the timer as soon as the headers are in.
         self._request_timer = gevent.Timeout(self.settings.handshake_timeout, HandshakeTimeout)
@@ -233,15 +232,15 @@ class WebSocketHandler(_StockHandler):
         self.close_connection = True
         self.wsgi_input = _NO_BODY  # pywsgi would read out the rest of the body
         self._respond(status, response_bytes(status, [], reason.encode("utf-8") + b"\n"))
-        self._linger()
+        self._linger(self.settings.max_body_size)
 
-    def _linger(self, seconds: float = 1.0) -> None:
+    def _linger(self, budget: int, seconds: float = 1.0) -> None:
         """After an early answer, half-close and read out what the client still sends for a
-        moment (bounded in bytes and time), so the answer is not lost to a TCP reset."""
+        moment (at most `budget` bytes and `seconds`), so that the answer is not lost to the
+        TCP reset that closing on unread data would send."""
         sock = self.socket
         try:
             sock.shutdown(socket.SHUT_WR)
-            budget = self.settings.max_body_size
             with gevent.Timeout(seconds, False):
                 while budget > 0:
                     chunk = sock.recv(65536)
