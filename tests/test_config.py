@@ -129,3 +129,25 @@ def test_bad_engine_and_policy_settings_fail_at_start(flag, value, says, capsys)
         from_args([flag, value])
     assert exc.value.code == 2
     assert says in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["--max-body-size", "0"], "--max-body-size: must be at least 1"),
+    (["--max-body-size", "1000"], "--max-body-size: 1000 bytes cannot carry a publish"),
+    (["--max-publish-size", "2000000"], "--max-body-size: 1048576 bytes cannot carry"),
+    (["--body-timeout", "0"], "--body-timeout: must be greater than 0"),
+    (["--allowed-hosts", "https://example.com"], "--allowed-hosts: 'https://example.com' is not"),
+    (["--allowed-hosts", "example.com:8000"], "--allowed-hosts: 'example.com:8000' is not"),
+])
+def test_bad_http_limits_fail_at_start(argv, says, capsys):
+    with pytest.raises(SystemExit) as exc:
+        from_args(argv)
+    assert exc.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_http_limits_read_from_flags():
+    s = from_args(["--max-body-size", "2000000", "--body-timeout", "5",
+                   "--allowed-hosts", "Push.Example.com, .apps.example,[::1],10.0.0.1,*"])
+    assert (s.max_body_size, s.body_timeout) == (2000000, 5.0)
+    assert s.hosts() == ["push.example.com", ".apps.example", "[::1]", "10.0.0.1", "*"]

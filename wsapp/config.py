@@ -10,7 +10,6 @@ sections in --help and in README's table.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -19,10 +18,11 @@ from typing import NoReturn, TypeVar
 
 from wsapp.realtime.options import RealtimeOptions
 from wsapp.websocket import options
+from wsapp.websocket.httpguard import loopback
 from wsapp.websocket.options import MIB, convert, env_name, field_kind, field_sections
 
 __all__ = ["MIB", "Settings", "build_parser", "env_name", "from_args", "from_env",
-           "markdown_table"]
+           "loopback", "markdown_table"]
 
 T = TypeVar("T", bound="Settings")
 
@@ -142,13 +142,3 @@ def _where(message: str, given: set[str], environ: Mapping[str, str] | None) -> 
 def markdown_table() -> str:
     """The configuration tables for README, generated so the docs cannot drift from the code."""
     return options.markdown_table(Settings)
-
-
-def loopback(host: str) -> bool:
-    """Whether `host` is this machine only (127.0.0.0/8, ::1, localhost)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

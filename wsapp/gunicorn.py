@@ -29,7 +29,11 @@ from wsapp.realtime.state import AppState
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+<<<<<<< HEAD
 from wsapp.websocket.logsoon import flush
+=======
+from wsapp.websocket.httpguard import default_hosts, redact_query
+>>>>>>> http
 from wsapp.websocket.options import from_mapping
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -47,7 +51,17 @@ class Handler(WebSocketHandler):
         environ = getattr(self, "environ", None)
         if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
             return  # upgrades are logged by wsapp.websocket.handler, with more detail
-        PyWSGIHandler.log_request(self)
+        self.environ = redacted(environ)  # gunicorn's access log formats the query
+        try:
+            PyWSGIHandler.log_request(self)
+        finally:
+            self.environ = environ
+
+
+def redacted(environ: dict) -> dict:
+    """A copy of `environ` whose URI and query carry no credentials, for the access log."""
+    return {**environ, "RAW_URI": redact_query(environ.get("RAW_URI", "")),
+            "QUERY_STRING": redact_query("?" + environ.get("QUERY_STRING", ""))[1:]}
 
 
 def settings_of(app: Any) -> Settings:
@@ -78,6 +92,9 @@ class Worker(GeventPyWSGIWorker):
             realtime.tracker = tracker
             realtime.start()  # engines (a bad or unreachable one shows at start), feeds
 
+        bound = [str(sock.getsockname()[0]) if isinstance(sock.getsockname(), tuple) else ""
+                 for sock in self.sockets]
+
         class Server(PyWSGIServer):
             """The pywsgi server carrying what wsapp's handler reads from it."""
 
@@ -85,6 +102,7 @@ class Worker(GeventPyWSGIWorker):
                 super().__init__(*args, **kwargs)
                 self.settings = settings
                 self.tracker = tracker
+                self.allowed_hosts = settings.hosts() or default_hosts(*bound)
 
         self.server_class = Server
         closer = gevent.spawn(self._close_websockets_on_exit, tracker, settings, realtime)

@@ -14,11 +14,12 @@ import gevent
 from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
-from wsapp.config import Settings
+from wsapp.config import Settings, loopback
 from wsapp.realtime.state import EXTENSION, AppState
 from wsapp.realtime.urls import redact
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
+from wsapp.websocket.httpguard import default_hosts
 from wsapp.websocket.logsoon import flush
 from wsapp.websocket.server import Server
 from wsapp.websocket.tracker import ConnectionTracker
@@ -41,6 +42,7 @@ def make_server(app: Callable, settings: Settings, listener=None) -> WSGIServer:
         error_log=logging.getLogger("wsapp.error"),
     )
     server.settings = settings
+    server.allowed_hosts = settings.hosts() or default_hosts(settings.host)
     server.tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
     realtime = realtime_of(app)
     if realtime is not None:  # /metrics counts every route's connections
@@ -68,8 +70,11 @@ def log_mode(settings: Settings) -> None:
     """Say at start which mode this is and where the data goes: a newcomer should not have
     to read the docs to learn that anyone may act as anyone, or what lands on disk."""
     if not settings.api_key:
-        log.warning("demo mode: no --api-key, so anyone may mint a token for any user and use "
-                    "the whole HTTP API; set --api-key (WSAPP_API_KEY) outside your machine")
+        log.warning("DEMO MODE: no --api-key, so anyone who can reach this server may mint a "
+                    "token for any user, read anyone's messages and use the whole HTTP API; "
+                    "set --api-key (WSAPP_API_KEY) outside your machine%s",
+                    "" if loopback(settings.host) else
+                    f" -- and it listens on {settings.host} (--public-demo)")
     store = settings.store_url()
     where = (f"SQLite {store.removeprefix('sqlite:///')}" if store.startswith("sqlite:")
              else redact(store))
@@ -96,6 +101,9 @@ def serve_forever(server: WSGIServer, settings: Settings) -> None:
     host, port = server.address[:2]
     log.info("wsapp listening on http://%s:%s/", f"[{host}]" if ":" in host else host, port)
     log_mode(settings)
+    if server.allowed_hosts != ["*"]:
+        log.info("answering requests for the hosts %s only (--allowed-hosts); others get 421",
+                 ", ".join(server.allowed_hosts))
     try:
         stopping.wait()
     finally:

@@ -202,7 +202,8 @@ def test_refusal_renders_as_a_closing_plain_text_response():
     lines = head.decode("latin-1").split("\r\n")
     assert lines[0] == "HTTP/1.1 429 Too Many Requests"
     assert set(lines[1:]) == {"Retry-After: 5", "Content-Type: text/plain; charset=utf-8",
-                              "Content-Length: 10", "Connection: close"}
+                              "X-Content-Type-Options: nosniff", "Content-Length: 10",
+                              "Connection: close"}
     assert body == b"slow down\n"
 
 
@@ -232,9 +233,33 @@ def test_response_keeps_a_content_type_and_replaces_the_length():
     ("http://evil.com", "example.com", ["*"], True),
     ("http://[::1]:5000", "[::1]:5000", [], True),
     ("null", "example.com", [], False),
+    ("http://example.com:x", "example.com", [], False),  # a bad port: refused, not a 500
 ])
 def test_origin_rules(origin, host, allowed, ok):
     assert origin_allowed(origin, host, allowed) is ok
+
+
+@pytest.mark.parametrize("origin,host,allowed,scheme,ok", [
+    # Over TLS (or X-Forwarded-Proto: https) only https pages of the host are its own...
+    ("https://example.com", "example.com", [], "https", True),
+    ("http://example.com", "example.com", [], "https", False),
+    ("http://example.com:443", "example.com", [], "https", False),
+    # ...over plain http only http pages...
+    ("http://example.com", "example.com", [], "http", True),
+    ("https://example.com", "example.com", [], "http", False),
+    # ...and an allowlist entry with a scheme matches that scheme only, its default port too.
+    ("https://app.example", "example.com", ["https://app.example"], None, True),
+    ("https://app.example:443", "example.com", ["https://app.example"], None, True),
+    ("http://app.example", "example.com", ["https://app.example"], None, False),
+    ("http://app.example", "example.com", ["https://app.example"], "http", False),
+    # an entry without a scheme: that host (and port) under either scheme
+    ("http://app.example", "example.com", ["app.example"], None, True),
+    ("https://app.example", "example.com", ["app.example"], None, True),
+    ("https://app.example:8443", "example.com", ["app.example"], None, False),
+    ("chrome-extension://abc", "example.com", [], None, False),
+])
+def test_origin_scheme_rules(origin, host, allowed, scheme, ok):
+    assert origin_allowed(origin, host, allowed, scheme) is ok
 
 
 # -- over raw sockets, against a live server ------------------------------------------------

@@ -25,6 +25,7 @@ from wsapp.realtime.messages import (
     loads,
 )
 from wsapp.realtime.openapi import document
+from wsapp.realtime.options import BODY_SLACK
 from wsapp.realtime.pipeline import now_ms
 from wsapp.realtime.policy import check_channel
 from wsapp.realtime.state import AppState, state_of
@@ -74,7 +75,7 @@ def json_body() -> dict[str, Any]:
 
 def body_limit(state: AppState) -> int:
     """The largest request body: a publish's data limit plus room for the other fields."""
-    return state.settings.max_publish_size + 4096
+    return state.settings.max_publish_size + BODY_SLACK
 
 
 STATUS = {"unavailable": 503, "too_large": 413}  # by error code; the others are 400
@@ -98,13 +99,24 @@ def not_found(rest: str) -> tuple[Response, int]:
     return api_error(404, "not_found", f"no API endpoint {request.method} {request.path}")
 
 
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 @bp.before_request
 def _guard() -> tuple[Response, int] | None:
-    """The key check for everything but the public endpoints; a body size cap."""
+    """A body size cap; writes only as JSON or with credentials; the key check for
+    everything but the public endpoints."""
     state = state_of()
     limit = body_limit(state)
     if request.content_length is not None and request.content_length > limit:
         return api_error(413, "too_large", f"request body over {limit} bytes")
+    if (request.method not in SAFE_METHODS and not request.is_json
+            and "Authorization" not in request.headers):
+        # A cross-site <form> can POST text/plain, urlencoded or multipart without any
+        # preflight, but never JSON nor an Authorization header: in demo mode (no key) this
+        # is what keeps another site's page from writing through a visitor's browser.
+        return api_error(415, "unsupported_media_type", "send the body as Content-Type: "
+                         "application/json (or an Authorization header)")
     if request.endpoint in PUBLIC:
         return None
     return require_key(state)

@@ -2,7 +2,8 @@
 
 Counting happens in plain ints on the hot paths; this collector turns them into metric
 families only when /metrics is scraped. Per-channel figures are bounded: the busiest
-channels by name, the rest summed as channel="other".
+channels by name, the rest summed as channel="other"; channels whose name is a secret
+(user:<id>, those an on_subscribe hook guards) are never named, summed as "private".
 """
 
 from __future__ import annotations
@@ -22,9 +23,14 @@ TOP_CHANNELS = 20
 class WsappCollector:
     """A custom collector over one hub (and the process-wide traffic counters)."""
 
-    def __init__(self, hub: Hub, tracker_of: Callable[[], Any]) -> None:
+    def __init__(self, hub: Hub, tracker_of: Callable[[], Any],
+                 named_openly: Callable[[str], bool] = lambda channel: True) -> None:
         self.hub = hub
         self._tracker_of = tracker_of  # the server's tracker, once a server runs the app
+        # Channel names are labels only where they are no secret: a scrape is stored and
+        # shown far from the app (Prometheus, dashboards), and user:<id> or a private board's
+        # unguessable name would be read there.
+        self._named_openly = named_openly
 
     def collect(self) -> Iterator:
         hub = self.hub
@@ -51,21 +57,32 @@ class WsappCollector:
             closes.add_metric([str(code)], n)
         yield closes
         subs = GaugeMetricFamily("wsapp_channel_subscribers", "Subscribers per channel "
-                                 f"(top {TOP_CHANNELS}; the rest as 'other')", labels=["channel"])
-        ranked = sorted(hub.channels.items(), key=lambda kv: -len(kv[1]))
-        for channel, members in ranked[:TOP_CHANNELS]:
-            subs.add_metric([channel], len(members))
-        rest = sum(len(m) for _, m in ranked[TOP_CHANNELS:])
-        subs.add_metric(["other"], rest)
+                                 f"(top {TOP_CHANNELS} of those any user may join; the rest as "
+                                 "'other', personal and hook-guarded ones as 'private')",
+                                 labels=["channel"])
+        named, private = [], 0
+        for channel, members in hub.channels.items():
+            if self._named_openly(channel):
+                named.append((channel, len(members)))
+            else:
+                private += len(members)
+        named.sort(key=lambda kv: -kv[1])
+        for channel, count in named[:TOP_CHANNELS]:
+            subs.add_metric([channel], count)
+        subs.add_metric(["other"], sum(count for _, count in named[TOP_CHANNELS:]))
+        subs.add_metric(["private"], private)
         yield subs
         yield GaugeMetricFamily("wsapp_channels", "Channels with at least one subscriber",
                                 value=len(hub.channels))
 
 
-def make_registry(hub: Hub, tracker_of: Callable[[], Any]) -> CollectorRegistry:
-    """A registry for one app: our collector plus the fan-out latency histogram."""
+def make_registry(hub: Hub, tracker_of: Callable[[], Any],
+                  named_openly: Callable[[str], bool] = lambda channel: True
+                  ) -> CollectorRegistry:
+    """A registry for one app: our collector plus the fan-out latency histogram
+    (`named_openly(channel)`: whether a channel's name may be a label)."""
     registry = CollectorRegistry(auto_describe=True)
-    registry.register(WsappCollector(hub, tracker_of))
+    registry.register(WsappCollector(hub, tracker_of, named_openly))
     fanout = Histogram("wsapp_fanout_seconds", "Time to hand one message to every recipient",
                        buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                 0.1, 0.25, 0.5, 1.0), registry=registry)

@@ -16,6 +16,8 @@ from wsapp.realtime.policy import parse_channels
 from wsapp.websocket.options import MIB, WebSocketOptions
 
 T = TypeVar("T", bound="RealtimeOptions")
+# What an API request body may hold beyond a publish's data: the other fields, JSON syntax.
+BODY_SLACK = 4096
 
 
 @dataclass
@@ -126,6 +128,10 @@ class RealtimeOptions(WebSocketOptions):
                                  "rpc_concurrency"),
                    not_negative=("rate_messages", "rate_bytes"),
                    positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
+        if self.max_body_size < self.max_publish_size + BODY_SLACK:
+            raise ValueError(f"max_body_size: {self.max_body_size} bytes cannot carry a publish "
+                             f"of max_publish_size ({self.max_publish_size}) plus its other "
+                             f"fields; make it at least {self.max_publish_size + BODY_SLACK}")
         parse_quotas(self.quota)
         check_data_dir(self.data_dir)
         parse_channels(self.channels)

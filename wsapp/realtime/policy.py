@@ -139,6 +139,16 @@ class Policy:
                                "with ?token=…)", request_id)
         return options
 
+    def named_openly(self, channel: str) -> bool:
+        """Whether any signed-in user may subscribe to `channel` without a hook's say: its
+        name is then no secret (unlike user:<id>, or a channel an on_subscribe hook guards,
+        whose unguessable name may be all that keeps it private), so figures may show it."""
+        try:
+            options = self.options(channel)
+        except RequestError:
+            return False
+        return not options.personal and not _matching(self.subscribe_hooks, channel)
+
     def may_subscribe(self, user: str | None, grants: Iterable[str], channel: str,
                       request_id: Any = None) -> ChannelOptions:
         """may_read, then every matching on_subscribe hook; RequestError or Reject."""

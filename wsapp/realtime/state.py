@@ -48,7 +48,8 @@ class AppState:
         self.tracker: ConnectionTracker | None = None  # the server's, once one runs the app
         self.feeds: Feeds | None = None  # started with the server (start())
         # Now, not at the first scrape: the fan-out histogram sees every publish.
-        self.metrics: CollectorRegistry = make_registry(self.hub, lambda: self.tracker)
+        self.metrics: CollectorRegistry = make_registry(self.hub, lambda: self.tracker,
+                                                        hooks.policy.named_openly)
         self.started = False
 
     @cached_property

@@ -14,8 +14,9 @@
             └── HandshakeRejected                   an opening handshake refused; `status`,
                                                     `reason` and `headers` make the answer
     BaseException
-    └── HandshakeTimeout                            internal: the client did not finish its
-                                                    HTTP request in time
+    ├── HandshakeTimeout                            internal: the client did not finish its
+    │                                               HTTP request in time
+    └── BodyTimeout                                 internal: nor its request body
 
 Why under gevent-websocket's WebSocketError: this layer is a drop-in for it, and an app written
 for gevent-websocket catches that class (it is an OSError there too, so `except OSError`
@@ -32,8 +33,8 @@ from __future__ import annotations
 from geventwebsocket.exceptions import ProtocolError as _StockProtocolError
 from geventwebsocket.exceptions import WebSocketError as _StockWebSocketError
 
-__all__ = ["ConnectionClosed", "HandshakeRejected", "HandshakeTimeout", "ProtocolError",
-           "WebSocketError"]
+__all__ = ["BodyTimeout", "ConnectionClosed", "HandshakeRejected", "HandshakeTimeout",
+           "ProtocolError", "WebSocketError"]
 
 
 class WebSocketError(_StockWebSocketError):
@@ -76,3 +77,8 @@ class HandshakeTimeout(BaseException):
     A BaseException, like gevent.Timeout: pywsgi turns any Exception raised while parsing
     headers into a logged "invalid request" with a traceback.
     """
+
+
+class BodyTimeout(BaseException):
+    """The client did not send its whole request body in time (raised by the handler's timer;
+    a BaseException for the same reason as HandshakeTimeout)."""

@@ -36,9 +36,10 @@ from geventwebsocket.handler import WebSocketHandler as _StockHandler
 
 from wsapp.websocket.clients import ClientMap
 from wsapp.websocket.connection import WebSocket
-from wsapp.websocket.exceptions import HandshakeRejected, HandshakeTimeout
+from wsapp.websocket.exceptions import BodyTimeout, HandshakeRejected, HandshakeTimeout
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
 from wsapp.websocket.handshake import Request, accept, refusal_bytes, response_bytes
+from wsapp.websocket.httpguard import NOSNIFF, host_allowed, redact_query
 from wsapp.websocket.logsoon import log_soon
 from wsapp.websocket.options import WebSocketOptions
 from wsapp.websocket.tracker import ConnectionTracker
@@ -104,6 +105,36 @@ class WebSocketHandler(_StockHandler):
             tracker = self.server.tracker = ConnectionTracker(s.ping_interval, s.ping_timeout)
         return tracker
 
+    @property
+    def allowed_hosts(self) -> list[str]:
+        """The Host names served: the server's `allowed_hosts` (wsapp.server sets it, with
+        its default for the bind address), else the `allowed_hosts` setting; empty: any."""
+        hosts = getattr(self.server, "allowed_hosts", None)
+        return self.settings.hosts() if hosts is None else hosts
+
+    # -- the connection, counted while it is open ---------------------------------------
+
+    def handle(self) -> None:
+        """Serve the connection's requests, counted against max_connections and
+        max_connections_per_ip while it is open (plain HTTP as much as WebSocket: each holds
+        a socket); past a cap its first request is answered 503 or 429 unread."""
+        ip = self._ip()
+        refusal = self.tracker.enter(ip, self.settings)
+        if refusal is not None:
+            log_soon(log, INFO, "connection refused %s: %s %s", self._peer(), refusal.status,
+                     refusal.reason)
+            self._respond(refusal.status, refusal_bytes(refusal))
+            self._linger(1 << 16)  # the server closes the socket once this returns
+            return
+        try:
+            super().handle()
+        finally:
+            self.tracker.leave(ip)
+
+    def _ip(self) -> str:
+        addr = self.client_address
+        return str(addr[0]) if isinstance(addr, tuple) and addr else ""
+
     # -- request reading with a deadline -----------------------------------------------
 
     def handle_one_request(self) -> Any:
@@ -137,6 +168,8 @@ class WebSocketHandler(_StockHandler):
     # -- the upgrade, in gevent-websocket's steps -----------------------------------------
 
     def run_application(self) -> None:
+        if not self._request_allowed():
+            return None
         hook = getattr(self.server, "pre_start_hook", None)
         if hook and hook(self):
             return WSGIHandler.run_application(self)  # the hook keeps this request plain
@@ -150,6 +183,72 @@ class WebSocketHandler(_StockHandler):
             return None
         self.result = None
         return WSGIHandler.run_application(self)  # no upgrade asked for: plain HTTP
+
+    # -- what every request must pass before any app code -------------------------------
+
+    def _request_allowed(self) -> bool:
+        """Check the Host, then read the body whole within `body_timeout` and at most
+        `max_body_size` bytes (chunked too) and hand it to the app as a buffer; answer 421,
+        413, 408 or 400 and return False when the request may not reach the app."""
+        env = self.environ
+        host = env.get("HTTP_HOST")
+        if not host_allowed(host, self.allowed_hosts):
+            self._refuse("421 Misdirected Request", f"this server does not serve the host "
+                         f"{host!r}", "request for host %r refused", host)
+            return False
+        if not (self.content_length or self.wsgi_input.chunked_input) or (
+                env.get("wsgi.input") is not self.wsgi_input):
+            return True  # no body, or an upgrade (whose bytes after the head are frames)
+        limit = self.settings.max_body_size
+        if (self.content_length or 0) > limit:
+            self._refuse("413 Content Too Large", f"request body over {limit} bytes",
+                         "body of %s bytes refused (limit %d)", self.content_length, limit)
+            return False
+        timeout = self.settings.body_timeout
+        try:
+            with gevent.Timeout(timeout, BodyTimeout):
+                body = self.wsgi_input.read(limit + 1)
+        except BodyTimeout:
+            self._refuse("408 Request Timeout", f"the body did not arrive within {timeout}s",
+                         "body not sent within %.1fs", timeout)
+            return False
+        except (OSError, ValueError) as exc:  # a broken chunked encoding, a reset
+            self._refuse("400 Bad Request", "unreadable request body", "bad body: %s", exc)
+            return False
+        if len(body) > limit:
+            self._refuse("413 Content Too Large", f"request body over {limit} bytes",
+                         "chunked body over %d bytes refused", limit)
+            return False
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        return True
+
+    def _refuse(self, status: str, reason: str, message: str, *args: Any) -> None:
+        """Answer `status` with `reason` and close, without reading the rest of the request;
+        log `message` % args at INFO."""
+        env = self.environ
+        log_soon(log, INFO, "%s %s %r: " + message, self._peer(), env.get("REQUEST_METHOD"),
+                 env.get("PATH_INFO"), *args)
+        self.close_connection = True
+        self.wsgi_input = _NO_BODY  # pywsgi would read out the rest of the body
+        self._respond(status, response_bytes(status, [], reason.encode("utf-8") + b"\n"))
+        self._linger(self.settings.max_body_size)
+
+    def _linger(self, budget: int, seconds: float = 1.0) -> None:
+        """After an early answer, half-close and read out what the client still sends for a
+        moment (at most `budget` bytes and `seconds`), so that the answer is not lost to the
+        TCP reset that closing on unread data would send."""
+        sock = self.socket
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            with gevent.Timeout(seconds, False):
+                while budget > 0:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    budget -= len(chunk)
+        except OSError:
+            pass
 
     def upgrade_websocket(self) -> Any:
         """Upgrade the request if it asks for a WebSocket, else return None and leave it to
@@ -172,11 +271,13 @@ class WebSocketHandler(_StockHandler):
         tracker = self.tracker
         ip = env.get("REMOTE_ADDR", "")
         request = Request(env.get("REQUEST_METHOD", ""), self.request_version,
-                          env.get("PATH_INFO", ""), request_headers(env), ip)
+                          env.get("PATH_INFO", ""), request_headers(env), ip,
+                          request_scheme(env))
         s = self.settings
         try:
-            agreed = accept(request, s, connections=len(tracker),
-                            connections_from_client=tracker.per_ip.get(ip, 0),
+            # this connection is counted already (handle()): the caps apply to the others
+            agreed = accept(request, s, connections=tracker.open - 1,
+                            connections_from_client=tracker.per_ip.get(ip, 1) - 1,
                             app_protocol=getattr(self.application, "app_protocol", None))
         except HandshakeRejected as rej:
             log_soon(log, INFO, "handshake refused %s %s: %s %s", self._peer(),
@@ -343,6 +444,16 @@ class WebSocketHandler(_StockHandler):
             return f"{addr[0]}:{addr[1]}"
         return str(addr)
 
+    def start_response(self, status: str, headers: list, exc_info: Any = None) -> Callable:
+        """pywsgi's, adding nosniff unless the app set X-Content-Type-Options itself."""
+        if not any(k.lower() == "x-content-type-options" for k, _ in headers):
+            headers = [*headers, NOSNIFF]
+        return super().start_response(status, headers, exc_info)
+
+    def format_request(self) -> str:
+        """pywsgi's access log line, with credentials in the query (?token=...) redacted."""
+        return redact_query(super().format_request())
+
     def log_request(self) -> None:
         # WebSocket upgrades and refusals are logged by us with more detail.
         environ = getattr(self, "environ", None)
@@ -355,6 +466,16 @@ def request_headers(environ: dict) -> dict[str, str]:
     """The request's headers from a WSGI environ, by lower-case name (for the handshake)."""
     return {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
             if key[:5] == "HTTP_"}
+
+
+def request_scheme(environ: dict) -> str | None:
+    """The scheme the client used, when known: https over TLS here, else what a proxy says
+    in X-Forwarded-Proto (browsers cannot set it on a WebSocket handshake); None for a plain
+    connection without it (it may come from a TLS-terminating proxy)."""
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+    if forwarded in ("http", "https"):
+        return forwarded
+    return "https" if environ.get("wsgi.url_scheme") == "https" else None
 
 
 def call_app(app: Callable, environ: dict, start_response: Callable) -> Any:

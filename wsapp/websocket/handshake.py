@@ -27,7 +27,7 @@ from wsapp.websocket.options import WebSocketOptions
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
 _VERSION_HEADER = [("Sec-WebSocket-Version", "13")]
-_TRY_LATER = [("Retry-After", "5")]
+TRY_LATER = [("Retry-After", "5")]
 
 
 class Request(NamedTuple):
@@ -39,6 +39,9 @@ class Request(NamedTuple):
     path: str
     headers: Mapping[str, str]
     client: str = ""  # the client's address, only to say which one hit the per-IP cap
+    # "https" or "http" when known (TLS here, or a proxy's X-Forwarded-Proto), else None: a
+    # plain connection may be a TLS-terminating proxy's, so its pages may be https too.
+    scheme: str | None = None
 
 
 class Accept(NamedTuple):
@@ -89,16 +92,11 @@ def accept(request: Request, options: WebSocketOptions, *, connections: int = 0,
         raise HandshakeRejected("400 Bad Request",
                                 "Sec-WebSocket-Key must be 16 bytes in base64") from None
     origin = headers.get("origin")
-    if not origin_allowed(origin, headers.get("host"), options.origins()):
+    if not origin_allowed(origin, headers.get("host"), options.origins(), request.scheme):
         raise HandshakeRejected("403 Forbidden", f"origin {origin!r} not allowed")
-    if connections >= options.max_connections:
-        raise HandshakeRejected("503 Service Unavailable",
-                                f"server is at its limit of {options.max_connections} "
-                                "connections", _TRY_LATER)
-    cap = options.max_connections_per_ip
-    if cap and connections_from_client >= cap:
-        raise HandshakeRejected("429 Too Many Requests",
-                                f"{request.client} already holds {cap} connections", _TRY_LATER)
+    full = over_cap(options, connections, connections_from_client, request.client)
+    if full is not None:
+        raise full
     answer = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
               ("Sec-WebSocket-Accept", accept_key(key))]
     deflate = extensions = None
@@ -115,36 +113,80 @@ def accept(request: Request, options: WebSocketOptions, *, connections: int = 0,
     return Accept(answer, deflate, protocol, extensions)
 
 
+def over_cap(options: WebSocketOptions, connections: int, connections_from_client: int,
+             client: str) -> HandshakeRejected | None:
+    """The refusal for one more connection when the server holds `connections` and the
+    client's address `connections_from_client`: 503 at max_connections, 429 at
+    max_connections_per_ip; None while there is room."""
+    if connections >= options.max_connections:
+        return HandshakeRejected("503 Service Unavailable",
+                                 f"server is at its limit of {options.max_connections} "
+                                 "connections", TRY_LATER)
+    cap = options.max_connections_per_ip
+    if cap and connections_from_client >= cap:
+        return HandshakeRejected("429 Too Many Requests",
+                                 f"{client} already holds {cap} connections", TRY_LATER)
+    return None
+
+
 def accept_key(key: str) -> str:
     """Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
     return base64.b64encode(hashlib.sha1((key + GUID).encode("ascii")).digest()).decode("ascii")
 
 
-def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str],
+                   scheme: str | None = None) -> bool:
     """Whether a browser Origin may connect: its own host, the allowlist, or '*'.
 
-    Non-browser clients send no Origin and are allowed: Origin protects browsers' users
-    from other sites, it is not authentication.
+    Schemes count: an allowlist entry with a scheme matches only that scheme (an entry
+    without one, any); the own host matches only a page of the connection's `scheme` (http
+    pages over ws, https pages over wss) when it is known, so a plain-http page (one an
+    attacker on the network can inject) cannot use a wss endpoint's cookies. Non-browser
+    clients send no Origin and are allowed: Origin protects browsers' users from other
+    sites, it is not authentication.
     """
     if not origin:
         return True
     if "*" in allowed:
         return True
     origin = origin.strip().rstrip("/").lower()
-    if origin in allowed:
-        return True
     parts = urlsplit(origin)
-    if not parts.hostname or not host:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False  # "null" (a sandboxed frame, a file), an extension's page ...
+    try:
+        port = str(parts.port or _DEFAULT_PORTS[parts.scheme])
+    except ValueError:  # a port that is no number
         return False
-    origin_port = str(parts.port) if parts.port else _DEFAULT_PORTS.get(parts.scheme, "")
-    host = host.strip().lower()
+    for entry in allowed:
+        if "://" in entry:
+            if _same_origin(entry, parts.scheme, parts.hostname, port):
+                return True
+        elif _same_host(entry, parts.hostname, port, parts.scheme):
+            return True
+    if not host or (scheme is not None and parts.scheme != scheme):
+        return False
+    return _same_host(host.strip().lower(), parts.hostname, port, parts.scheme)
+
+
+def _same_origin(entry: str, scheme: str, hostname: str, port: str) -> bool:
+    """Whether an allowlist entry 'scheme://host[:port]' names this origin."""
+    e = urlsplit(entry)
+    try:
+        return (e.scheme == scheme and e.hostname == hostname
+                and str(e.port or _DEFAULT_PORTS.get(e.scheme, "")) == port)
+    except ValueError:
+        return False
+
+
+def _same_host(host: str, hostname: str, port: str, scheme: str) -> bool:
+    """Whether 'host[:port]' (a Host header or a scheme-less entry) names this origin's host
+    and port (a missing port: the default of the origin's scheme)."""
     if host.startswith("["):  # IPv6 literal
-        name, _, port = host[1:].partition("]")
-        port = port.lstrip(":")
+        name, _, rest = host[1:].partition("]")
+        host_port = rest.lstrip(":")
     else:
-        name, _, port = host.partition(":")
-    return parts.hostname == name and (port or _DEFAULT_PORTS.get(parts.scheme, "")) == (
-        origin_port)
+        name, _, host_port = host.partition(":")
+    return name == hostname and (host_port or _DEFAULT_PORTS[scheme]) == port
 
 
 def select_protocol(offered: str | None, path: str,
@@ -163,6 +205,8 @@ def response_bytes(status: str, headers: list[tuple[str, str]], body: bytes) -> 
     headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
     if "content-type" not in names:
         headers.append(("Content-Type", "text/plain; charset=utf-8"))
+    if "x-content-type-options" not in names:
+        headers.append(("X-Content-Type-Options", "nosniff"))
     headers.append(("Content-Length", str(len(body))))
     headers.append(("Connection", "close"))
     head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 MIB = 1024 * 1024
 PREFIX = "WSAPP_"
+# An allowed_hosts entry: '*', a name (a leading '.' also allows its subdomains), an IPv4 or a
+# bracketed IPv6 address.
+HOST_NAME = re.compile(r"\*|\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\]")
 
 T = TypeVar("T", bound="WebSocketOptions")
 
@@ -42,13 +46,16 @@ class WebSocketOptions:
         default=20.0, metadata={"help": "seconds a pinged peer has to answer before it is closed"}
     )
     handshake_timeout: float = field(
-        default=10.0, metadata={"help": "seconds a client has to send a complete HTTP request"}
+        default=10.0,
+        metadata={"help": "seconds a client has to send a complete HTTP request head; also how "
+                          "long an idle keep-alive connection is kept"},
     )
     close_timeout: float = field(
         default=3.0, metadata={"help": "seconds to wait for the peer's close frame"}
     )
     max_connections: int = field(
-        default=20000, metadata={"help": "WebSocket connections served at once; 503 past it"}
+        default=20000,
+        metadata={"help": "connections served at once, WebSocket and plain HTTP; 503 past it"},
     )
     allowed_origins: str = field(
         default="",
@@ -63,11 +70,27 @@ class WebSocketOptions:
                           "large JSON ~10% smaller at ~3x the CPU"},
     )
     max_connections_per_ip: int = field(
-        default=0, metadata={"help": "WebSockets one client IP may hold; 429 past it; 0 = no cap"}
+        default=0,
+        metadata={"help": "connections (WebSocket and HTTP) one client IP may hold; 429 past it; "
+                          "0 = no cap"},
     )
     max_backlog: int = field(
         default=1 * MIB,
         metadata={"help": "bytes queued toward one slow reader before it is cut off (1008)"},
+    )
+    max_body_size: int = field(
+        default=1 * MIB,
+        metadata={"help": "largest HTTP request body, chunked too, in bytes; 413 before the app "
+                          "sees it"},
+    )
+    body_timeout: float = field(
+        default=30.0,
+        metadata={"help": "seconds a client has to send a whole HTTP request body; 408 past it"},
+    )
+    allowed_hosts: str = field(
+        default="",
+        metadata={"help": "comma-separated Host names served ('*' = any; empty: loopback names "
+                          "when listening on loopback, else any); 421 otherwise"},
     )
 
     def validate(self: T) -> T:
@@ -76,10 +99,14 @@ class WebSocketOptions:
         Each layer's subclass checks its own fields after calling this.
         """
         self.check(at_least_one=("max_message_size", "max_fragments", "max_connections",
-                                 "max_backlog"),
+                                 "max_backlog", "max_body_size"),
                    not_negative=("ping_interval", "ping_timeout", "close_timeout",
                                  "max_connections_per_ip"),
-                   positive=("handshake_timeout",))
+                   positive=("handshake_timeout", "body_timeout"))
+        for name in self.hosts():
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(f"allowed_hosts: {name!r} is not a host name or address "
+                                 "(no scheme, port or path)")
         if not 1 <= self.deflate_level <= 9:
             raise ValueError(f"deflate_level: must be 1..9, got {self.deflate_level}")
         return self
@@ -100,6 +127,10 @@ class WebSocketOptions:
     def origins(self) -> list[str]:
         """The allowlist as a list, normalised (lower case, no trailing slash)."""
         return [o.strip().rstrip("/").lower() for o in self.allowed_origins.split(",") if o.strip()]
+
+    def hosts(self) -> list[str]:
+        """The Host allowlist as a list of lower-case names (ports are not compared)."""
+        return [h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()]
 
     def replace(self: T, **changes: Any) -> T:
         """A copy with some fields changed (for tests and embedding)."""

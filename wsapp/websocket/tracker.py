@@ -5,6 +5,11 @@ timer greenlet per connection: at tens of thousands of idle connections that sav
 greenlet stack each. The same set is gevent-websocket's `server.clients` (a view of it:
 wsapp.websocket.clients), looked up by client address through an index made on the first
 such lookup, so that a server whose apps never look pays nothing for it.
+
+It also counts every open TCP connection, plain HTTP ones included (`enter`/`leave`, by the
+handler around each connection): a thousand clients trickling request bodies hold as many
+file descriptors as a thousand WebSockets, so both count against `max_connections` and
+`max_connections_per_ip`.
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from typing import Any
 import gevent
 
 from wsapp.websocket.connection import WebSocket
+from wsapp.websocket.exceptions import HandshakeRejected
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
+from wsapp.websocket.handshake import over_cap
+from wsapp.websocket.options import WebSocketOptions
 
 log = logging.getLogger("wsapp.websocket.tracker")
 
@@ -26,7 +34,8 @@ class ConnectionTracker:
 
     def __init__(self, ping_interval: float = 20.0, ping_timeout: float = 20.0) -> None:
         self.connections: set[WebSocket] = set()
-        self.per_ip: dict[str, int] = {}
+        self.open = 0  # TCP connections being served, HTTP and WebSocket
+        self.per_ip: dict[str, int] = {}  # the same, by client address
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self._sweeper: gevent.Greenlet | None = None
@@ -35,10 +44,28 @@ class ConnectionTracker:
     def __len__(self) -> int:
         return len(self.connections)
 
+    def enter(self, ip: str, options: WebSocketOptions) -> HandshakeRejected | None:
+        """Count a new connection from `ip`; or, when that would pass a cap, count nothing
+        and return the refusal to answer it with (503, or 429 for the per-IP cap)."""
+        full = over_cap(options, self.open, self.per_ip.get(ip, 0), ip)
+        if full is not None:
+            return full
+        self.open += 1
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        return None
+
+    def leave(self, ip: str) -> None:
+        """A connection counted by enter() has closed."""
+        self.open -= 1
+        left = self.per_ip.get(ip, 0) - 1
+        if left > 0:
+            self.per_ip[ip] = left
+        else:
+            self.per_ip.pop(ip, None)
+
     def add(self, ws: WebSocket, ip: str = "") -> None:
         """Track `ws` (from client address `ip`); starts the heartbeat sweeper on first use."""
         self.connections.add(ws)
-        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
         if self._by_address is not None:
             self._by_address[address_of(ws)] = ws
         if self._sweeper is None and self.ping_interval > 0:
@@ -48,11 +75,6 @@ class ConnectionTracker:
         """Forget `ws` (it closed)."""
         if ws in self.connections:
             self.connections.discard(ws)
-            left = self.per_ip.get(ip, 0) - 1
-            if left > 0:
-                self.per_ip[ip] = left
-            else:
-                self.per_ip.pop(ip, None)
             index = self._by_address
             if index is not None and index.get(address := address_of(ws)) is ws:
                 del index[address]
