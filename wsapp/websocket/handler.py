@@ -39,7 +39,7 @@ from wsapp.websocket.connection import WebSocket
 from wsapp.websocket.exceptions import HandshakeRejected, HandshakeTimeout
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
 from wsapp.websocket.handshake import Request, accept, refusal_bytes, response_bytes
-from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.logsoon import log_soon, printable
 from wsapp.websocket.options import WebSocketOptions
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -349,6 +349,11 @@ class WebSocketHandler(_StockHandler):
         if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
             return
         WSGIHandler.log_request(self)
+
+    def format_request(self) -> str:
+        """The access log line, escaped: its request line is what the client sent (an ESC
+        or a raw control byte in a path would otherwise reach the log and the terminal)."""
+        return printable(WSGIHandler.format_request(self), limit=4096)
 
 
 def request_headers(environ: dict) -> dict[str, str]:

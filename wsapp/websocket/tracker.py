@@ -17,6 +17,7 @@ import gevent
 
 from wsapp.websocket.connection import WebSocket
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
+from wsapp.websocket.logsoon import printable
 
 log = logging.getLogger("wsapp.websocket.tracker")
 
@@ -91,8 +92,8 @@ class ConnectionTracker:
             if ws.ping_sent_at:
                 if (timeout and now - ws.ping_sent_at > timeout and ws.receiving
                         and ws.last_seen < ws.ping_sent_at):
-                    log.info("no pong from %s on %s for %.1fs: closing", ws.peer, ws.path,
-                             now - ws.ping_sent_at)
+                    log.info("no pong from %s on %s for %.1fs: closing", ws.peer,
+                             printable(ws.path), now - ws.ping_sent_at)
                     gevent.spawn(ws.terminate, CLOSE_INTERNAL_ERROR, "ping timeout")
             elif now - ws.last_seen > interval:
                 gevent.spawn(ws.ping)
