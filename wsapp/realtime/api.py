@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from wsapp.realtime.auth import api_key_ok, valid_user
+from wsapp.realtime.auth import api_key_ok
 from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.exceptions import RequestError
 from wsapp.realtime.messages import (
@@ -22,7 +22,7 @@ from wsapp.realtime.messages import (
     check_key,
     check_ttl,
     check_user,
-    loads,
+    parse_json,
 )
 from wsapp.realtime.openapi import document
 from wsapp.realtime.pipeline import now_ms
@@ -63,10 +63,7 @@ def json_body() -> dict[str, Any]:
     raw = request.stream.read(limit + 1)
     if len(raw) > limit:
         raise RequestError("too_large", f"request body over {limit} bytes")
-    try:
-        body = loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestError("bad_json", "the body is not valid JSON") from None
+    body = parse_json(raw, "the body")
     if not isinstance(body, dict):
         raise RequestError("bad_json", "the body must be a JSON object")
     return body
@@ -187,6 +184,7 @@ def history() -> Any:
 @bp.route("/users/<user>/messages")
 def user_messages(user: str) -> Any:
     """The push records of one user: `?status=pending|delivered|acked|suppressed|expired`."""
+    check_user(user)
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise RequestError("bad_request", f"'status' must be one of {', '.join(STATUSES)}")
@@ -198,9 +196,7 @@ def user_messages(user: str) -> Any:
 @bp.route("/users/<user>/revoke", methods=["POST"])
 def revoke(user: str) -> Any:
     """Refuse every token the user holds now and close their connections (4401)."""
-    if not valid_user(user):
-        raise RequestError("bad_request", "not a user id")
-    state_of().revoke_tokens(user)
+    state_of().revoke_tokens(check_user(user))
     return jsonify(user=user, revoked=True)
 
 

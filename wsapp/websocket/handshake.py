@@ -133,10 +133,14 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> 
     origin = origin.strip().rstrip("/").lower()
     if origin in allowed:
         return True
-    parts = urlsplit(origin)
+    try:  # ValueError for a port that is no number or out of range, a broken [IPv6]
+        parts = urlsplit(origin)
+        port_number = parts.port
+    except ValueError:
+        return False  # a bad Origin is a foreign one: 403, not a traceback
     if not parts.hostname or not host:
         return False
-    origin_port = str(parts.port) if parts.port else _DEFAULT_PORTS.get(parts.scheme, "")
+    origin_port = str(port_number) if port_number else _DEFAULT_PORTS.get(parts.scheme, "")
     host = host.strip().lower()
     if host.startswith("["):  # IPv6 literal
         name, _, port = host[1:].partition("]")
