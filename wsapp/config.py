@@ -128,6 +128,16 @@ def from_args(argv: Sequence[str] | None = None,
     return settings
 
 
+def setting_error(message: str, argv: Sequence[str] | None = None,
+                  prog: str = "serve.py") -> NoReturn:
+    """Exit 2 with the one-line error of a setting found bad only when the server opened what
+    it names at start (a store file that cannot be made, say), naming the flag or variable
+    as a bad flag value is named."""
+    parser = build_parser(prog)
+    given = {name for name, raw in vars(parser.parse_args(argv)).items() if raw is not None}
+    parser.error(_where(message, given, None))
+
+
 def _where(message: str, given: set[str], environ: Mapping[str, str] | None) -> str:
     """A settings error ("max_connections: ...", "feed URL: ...") naming what the user wrote:
     the flag, or the environment variable when the value came from there only."""

@@ -25,7 +25,7 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGISe
 
 from wsapp.config import Settings, from_env
 from wsapp.realtime.engines import shared
-from wsapp.realtime.state import AppState
+from wsapp.realtime.state import AppState, StartError
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
@@ -75,7 +75,11 @@ class Worker(GeventPyWSGIWorker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if realtime is not None:  # /metrics counts every route's connections
             realtime.tracker = tracker
-            realtime.start()  # engines (a bad or unreachable one shows at start), feeds
+            try:  # engines (a bad or unreachable one shows at start), token keys, feeds
+                realtime.start()
+            except StartError as exc:  # one line; gunicorn stops at a worker boot error
+                self.log.error("wsapp: %s", exc)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
         class Server(PyWSGIServer):
             """The pywsgi server carrying what wsapp's handler reads from it."""

@@ -126,7 +126,10 @@ class RealtimeOptions(WebSocketOptions):
                                  "rpc_concurrency"),
                    not_negative=("rate_messages", "rate_bytes"),
                    positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
-        parse_quotas(self.quota)
+        try:
+            parse_quotas(self.quota)
+        except ValueError as exc:
+            raise ValueError(f"quota: {exc}") from None
         check_data_dir(self.data_dir)
         parse_channels(self.channels)
         check_url("store", self.store_url())
