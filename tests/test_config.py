@@ -129,3 +129,9 @@ def test_bad_engine_and_policy_settings_fail_at_start(flag, value, says, capsys)
         from_args([flag, value])
     assert exc.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_help_shows_every_flag_as_written():
+    """A help text with a % sign ("~10% smaller") once printed argparse's internals."""
+    text = build_parser().format_help()
+    assert "~10% smaller" in text and "option_strings" not in text

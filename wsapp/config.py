@@ -94,6 +94,7 @@ def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
         for f in group:
             flag = "--" + f.name.replace("_", "-")
             doc = f"{f.metadata.get('help', '')} (env {env_name(f.name)}, default {f.default!r})"
+            doc = doc.replace("%", "%%")  # argparse formats help with %: "~10% smaller" broke it
             if f.metadata.get("repeat"):
                 section.add_argument(flag, dest=f.name, action="append", default=None,
                                      metavar=f.name.upper(), help=doc)
