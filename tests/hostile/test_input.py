@@ -292,6 +292,36 @@ def test_poisoned_pushes_fail_alone_among_concurrent_innocent_ones(prod):
     prod.assert_clean()
 
 
+def test_a_job_the_store_refuses_fails_alone_in_its_batch(start_server):
+    """The batch writer itself: a store that refuses a push (here: category "poison", which
+    validation lets through) rolls back the batch it is in; the innocent jobs of that batch
+    are stored anyway, one at a time, and only the poisoned callers get an error."""
+    server = start_server("--api-key", KEY, "--secret", SECRET,
+                          script=Path(__file__).resolve().parent.parent / "apps" /
+                          "poison_store.py")
+    results: dict[int, int] = {}
+    start = threading.Barrier(20)
+
+    def send(worker: int) -> None:
+        start.wait(10)
+        for i in range(worker, 100, 20):
+            category = "poison" if i % 25 == 7 else "news"
+            results[i] = api(server, "POST", "/api/push", json.dumps(
+                {"user": "victim", "data": i, "category": category}))[0]
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    poisoned = {i for i in range(100) if i % 25 == 7}
+    assert all(results[i] >= 500 for i in poisoned), results
+    assert {i: s for i, s in results.items() if i not in poisoned} == \
+        {i: 200 for i in range(100) if i not in poisoned}
+    status, body = api(server, "GET", "/api/users/victim/messages?limit=1000")
+    assert sorted(m["data"] for m in body["messages"]) == sorted(set(range(100)) - poisoned)
+
+
 # -- 11: strict JSON everywhere ----------------------------------------------------------------
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e400"])
