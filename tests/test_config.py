@@ -65,9 +65,11 @@ def test_a_flag_names_itself_even_when_the_environment_set_it_too(capsys):
     assert "--workers: must be at least 1" in capsys.readouterr().err
 
 
-def test_bad_env_value_names_the_field():
-    with pytest.raises(ValueError, match="max_connections"):
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ValueError, match="^WSAPP_MAX_CONNECTIONS: "):
         from_env({"WSAPP_MAX_CONNECTIONS": "many"})
+    with pytest.raises(ValueError, match="^WSAPP_QUOTA: bad quota"):
+        from_env({"WSAPP_QUOTA": "x"})
 
 
 def test_origins():

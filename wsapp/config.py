@@ -71,8 +71,12 @@ class Settings(RealtimeOptions):
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from defaults overridden by WSAPP_* variables."""
-    return Settings.from_env(environ)
+    """Settings from defaults overridden by WSAPP_* variables; a ValueError names the
+    variable (`WSAPP_QUOTA: bad quota ...`) when the bad value came from one."""
+    try:
+        return Settings.from_env(environ)
+    except ValueError as exc:
+        raise ValueError(_where(str(exc), set(), environ)) from None
 
 
 class Parser(argparse.ArgumentParser):

@@ -62,6 +62,18 @@ class Worker(GeventPyWSGIWorker):
 
     wsgi_handler = Handler
 
+    def load_wsgi(self) -> None:
+        """Load the app; a bad WSAPP_* setting (create_app() reads them) is one line and a
+        boot error that stops gunicorn, not a traceback per worker."""
+        try:
+            super().load_wsgi()
+        except Exception as exc:
+            cause = exc if isinstance(exc, ValueError) else exc.__cause__ or exc.__context__
+            if not isinstance(cause, ValueError) or not str(cause).startswith("WSAPP_"):
+                raise
+            self.log.error("wsapp: %s", cause)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
     def run(self) -> None:
         settings = settings_of(self.wsgi)
         tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)

@@ -16,6 +16,7 @@ import re
 import stat
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -264,31 +265,40 @@ def test_a_lone_surrogate_is_a_clear_error(prod, field):
 
 # -- 10: one bad job never fails another's -----------------------------------------------------
 
-def test_poisoned_pushes_fail_alone_among_concurrent_innocent_ones(prod):
-    """100 concurrent pushes to one user, 4 of them with a lone surrogate in `category`:
-    the 4 get 400 and the 96 are stored (before: the poisoned batch failed with them)."""
+POISONED = {i for i in range(100) if i % 25 == 7}  # 4 of 100
+
+
+def push_100(server, user: str, category: Callable[[int], str]) -> dict[int, int]:
+    """Push 100 messages to `user` from 20 threads at once (so they share store batches),
+    push i in category(i) (a JSON text); the status of each."""
     results: dict[int, int] = {}
     start = threading.Barrier(20)
 
     def send(worker: int) -> None:
         start.wait(10)
         for i in range(worker, 100, 20):
-            category = '"cat\\ud800"' if i % 25 == 7 else '"news"'
-            results[i] = api(prod, "POST", "/api/push",
-                              f'{{"user":"poisoned","data":{i},"category":{category}}}')[0]
+            results[i] = api(server, "POST", "/api/push",
+                             f'{{"user":"{user}","data":{i},"category":{category(i)}}}')[0]
 
     threads = [threading.Thread(target=send, args=(w,)) for w in range(20)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    poisoned = {i for i in range(100) if i % 25 == 7}
-    assert {i: s for i, s in results.items() if i in poisoned} == dict.fromkeys(poisoned, 400)
-    assert {i: s for i, s in results.items() if i not in poisoned} == \
-        {i: 200 for i in range(100) if i not in poisoned}
-    status, body = api(prod, "GET", "/api/users/poisoned/messages?limit=1000")
+    innocent = {i: s for i, s in results.items() if i not in POISONED}
+    assert innocent == {i: 200 for i in range(100) if i not in POISONED}
+    status, body = api(server, "GET", f"/api/users/{user}/messages?limit=1000")
     assert status == 200
-    assert sorted(m["data"] for m in body["messages"]) == sorted(set(range(100)) - poisoned)
+    assert sorted(m["data"] for m in body["messages"]) == sorted(set(range(100)) - POISONED)
+    return results
+
+
+def test_poisoned_pushes_fail_alone_among_concurrent_innocent_ones(prod):
+    """100 concurrent pushes to one user, 4 of them with a lone surrogate in `category`:
+    the 4 get 400 (refused before any batch) and the 96 are stored."""
+    results = push_100(prod, "poisoned",
+                       lambda i: '"cat\\ud800"' if i in POISONED else '"news"')
+    assert {i: results[i] for i in POISONED} == dict.fromkeys(POISONED, 400)
     prod.assert_clean()
 
 
@@ -299,27 +309,8 @@ def test_a_job_the_store_refuses_fails_alone_in_its_batch(start_server):
     server = start_server("--api-key", KEY, "--secret", SECRET,
                           script=Path(__file__).resolve().parent.parent / "apps" /
                           "poison_store.py")
-    results: dict[int, int] = {}
-    start = threading.Barrier(20)
-
-    def send(worker: int) -> None:
-        start.wait(10)
-        for i in range(worker, 100, 20):
-            category = "poison" if i % 25 == 7 else "news"
-            results[i] = api(server, "POST", "/api/push", json.dumps(
-                {"user": "victim", "data": i, "category": category}))[0]
-
-    threads = [threading.Thread(target=send, args=(w,)) for w in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    poisoned = {i for i in range(100) if i % 25 == 7}
-    assert all(results[i] >= 500 for i in poisoned), results
-    assert {i: s for i, s in results.items() if i not in poisoned} == \
-        {i: 200 for i in range(100) if i not in poisoned}
-    status, body = api(server, "GET", "/api/users/victim/messages?limit=1000")
-    assert sorted(m["data"] for m in body["messages"]) == sorted(set(range(100)) - poisoned)
+    results = push_100(server, "victim", lambda i: '"poison"' if i in POISONED else '"news"')
+    assert all(results[i] >= 500 for i in POISONED), results
 
 
 # -- 11: strict JSON everywhere ----------------------------------------------------------------

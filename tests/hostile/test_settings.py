@@ -75,14 +75,20 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, a_file, args, env, named
     one_line_error(out, named)
 
 
-def test_gunicorn_refuses_a_store_it_cannot_open_at_boot(tmp_path, a_file):
+@pytest.mark.parametrize(("env", "says"), [
+    ({"WSAPP_STORE": "sqlite:///{file}/x.db"}, "wsapp: store: cannot open sqlite:///"),
+    ({"WSAPP_QUOTA": "promo=lots"}, "wsapp: WSAPP_QUOTA: bad quota"),
+], ids=["store", "quota"])
+def test_gunicorn_stops_at_a_bad_setting_with_one_line(tmp_path, a_file, env, says):
     pytest.importorskip("gunicorn")
-    code, out = run(tmp_path, env={"WSAPP_STORE": f"sqlite:///{a_file}/x.db"}, argv=[
+    env = {k: v.format(file=a_file) for k, v in env.items()}
+    code, out = run(tmp_path, env=env, argv=[
         sys.executable, "-m", "gunicorn", "-k", "wsapp.gunicorn.Worker", "-w", "1", "-b",
         f"127.0.0.1:{free_port()}", "--no-control-socket", "wsapp:create_app()"])
     assert code != 0, out
-    assert "wsapp: store: cannot open sqlite:///" in out, out
-    assert "Traceback" not in out, out
+    assert [line for line in out.splitlines() if says in line], out
+    assert "Traceback" not in out and "Booting worker" in out, out
+    assert out.count("Booting worker") == 1, out  # stopped, not restarted in a loop
 
 
 def healthz(port: int) -> tuple[int, dict]:
