@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
 import stat
 import threading
 import time
@@ -222,6 +223,32 @@ def test_a_non_ascii_api_key_or_token_is_refused_not_crashed(prod):
         with pytest.raises(Closed) as closed:
             Client(ws)
         assert closed.value.code == 4401, closed.value
+    prod.assert_clean()
+
+
+@pytest.mark.parametrize("target", [b"/ws?token=x&n=\xff", b"/api/history?channel=room:\xe9",
+                                    b"/ws/echo\x85", b"/api/x\x7f", b"/ws\x1b[2J"])
+def test_a_raw_byte_in_the_request_target_is_a_400(prod, target):
+    """RFC 3986 targets are printable ASCII: a raw byte over 0x7f (werkzeug failed to decode
+    it: a 500 with a traceback) or a control byte is refused before any app sees it."""
+    with connect(prod.port) as sock:
+        sock.sendall(request(prod.port).replace(b"GET /ws/echo ", b"GET " + target + b" ", 1))
+        assert read_response(sock).status == 400
+    with connect(prod.port) as sock:
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\n\r\n")
+        assert read_response(sock).status == 400
+    prod.assert_clean()
+
+
+def test_a_body_cut_before_its_content_length_is_no_traceback(prod):
+    with connect(prod.port) as sock:
+        sock.sendall(b"POST /api/publish HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                     b'{"channel":')
+        sock.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)
     prod.assert_clean()
 
 

@@ -60,7 +60,10 @@ def json_body() -> dict[str, Any]:
         raise RequestError("bad_json", "send a JSON object with Content-Type: "
                            "application/json")
     limit = body_limit(state_of())
-    raw = request.stream.read(limit + 1)
+    try:
+        raw = request.stream.read(limit + 1)
+    except OSError:  # the client went before its Content-Length: nobody to answer, no fault
+        raise RequestError("bad_request", "the body ended before its Content-Length") from None
     if len(raw) > limit:
         raise RequestError("too_large", f"request body over {limit} bytes")
     body = parse_json(raw, "the body")

@@ -126,6 +126,17 @@ class WebSocketHandler(_StockHandler):
         if timer is not None:
             timer.close()
 
+    def read_request(self, raw_requestline: str) -> Any:
+        """Parse the request line and headers (gevent's), after checking the request target
+        is what RFC 3986 allows on the wire: printable ASCII. A raw byte over 0x7f cannot be
+        decoded as the app's path or query (werkzeug raised UnicodeDecodeError: a 500 and a
+        traceback per request), and a control byte is a log or terminal trick. Such a
+        request gets 400 before any app sees it (gevent answers a ValueError so)."""
+        words = raw_requestline.rstrip("\r\n").split(" ")
+        if len(words) >= 2 and not (words[1].isascii() and words[1].isprintable()):
+            raise ValueError("request target is not printable ASCII (percent-encode it)")
+        return super().read_request(raw_requestline)
+
     def get_environ(self) -> dict:
         # Called once the request line and headers are in: the deadline no longer applies.
         self._stop_request_timer()
