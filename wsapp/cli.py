@@ -46,10 +46,18 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None,
         return run_master(settings, argv, command, prog)
 
     from wsapp.app import create_app
-    from wsapp.server import make_server, serve_forever
+    from wsapp.config import setting_error
+    from wsapp.realtime.state import StartError
+    from wsapp.server import make_server, realtime_of, serve_forever
     from wsapp.workers import inherited_listener
 
     app = create_app(settings)
+    realtime = realtime_of(app)
+    try:  # the engines and token keys open now: a bad one is a flag error, not a 500 later
+        if realtime is not None:
+            realtime.start()
+    except StartError as exc:
+        setting_error(str(exc), argv, prog)
     try:
         server = make_server(app, settings, inherited_listener())
         server.init_socket()

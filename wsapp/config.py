@@ -71,8 +71,12 @@ class Settings(RealtimeOptions):
 
 
 def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from defaults overridden by WSAPP_* variables."""
-    return Settings.from_env(environ)
+    """Settings from defaults overridden by WSAPP_* variables; a ValueError names the
+    variable (`WSAPP_QUOTA: bad quota ...`) when the bad value came from one."""
+    try:
+        return Settings.from_env(environ)
+    except ValueError as exc:
+        raise ValueError(_where(str(exc), set(), environ)) from None
 
 
 class Parser(argparse.ArgumentParser):
@@ -94,6 +98,7 @@ def build_parser(prog: str = "serve.py") -> argparse.ArgumentParser:
         for f in group:
             flag = "--" + f.name.replace("_", "-")
             doc = f"{f.metadata.get('help', '')} (env {env_name(f.name)}, default {f.default!r})"
+            doc = doc.replace("%", "%%")  # argparse formats help with %: "~10% smaller" broke it
             if f.metadata.get("repeat"):
                 section.add_argument(flag, dest=f.name, action="append", default=None,
                                      metavar=f.name.upper(), help=doc)
@@ -126,6 +131,16 @@ def from_args(argv: Sequence[str] | None = None,
     except ValueError as exc:
         parser.error(_where(str(exc), given, environ))
     return settings
+
+
+def setting_error(message: str, argv: Sequence[str] | None = None,
+                  prog: str = "serve.py") -> NoReturn:
+    """Exit 2 with the one-line error of a setting found bad only when the server opened what
+    it names at start (a store file that cannot be made, say), naming the flag or variable
+    as a bad flag value is named."""
+    parser = build_parser(prog)
+    given = {name for name, raw in vars(parser.parse_args(argv)).items() if raw is not None}
+    parser.error(_where(message, given, None))
 
 
 def _where(message: str, given: set[str], environ: Mapping[str, str] | None) -> str:

@@ -25,15 +25,12 @@ from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGISe
 
 from wsapp.config import Settings, from_env
 from wsapp.realtime.engines import shared
-from wsapp.realtime.state import AppState
+from wsapp.realtime.state import AppState, StartError
 from wsapp.server import realtime_of
 from wsapp.websocket.frames import CLOSE_GOING_AWAY
 from wsapp.websocket.handler import WebSocketHandler
-<<<<<<< HEAD
-from wsapp.websocket.logsoon import flush
-=======
 from wsapp.websocket.httpguard import default_hosts, redact_query
->>>>>>> http
+from wsapp.websocket.logsoon import flush
 from wsapp.websocket.options import from_mapping
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -77,6 +74,18 @@ class Worker(GeventPyWSGIWorker):
 
     wsgi_handler = Handler
 
+    def load_wsgi(self) -> None:
+        """Load the app; a bad WSAPP_* setting (create_app() reads them) is one line and a
+        boot error that stops gunicorn, not a traceback per worker."""
+        try:
+            super().load_wsgi()
+        except Exception as exc:
+            cause = exc if isinstance(exc, ValueError) else exc.__cause__ or exc.__context__
+            if not isinstance(cause, ValueError) or not str(cause).startswith("WSAPP_"):
+                raise
+            self.log.error("wsapp: %s", cause)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
     def run(self) -> None:
         settings = settings_of(self.wsgi)
         tracker = ConnectionTracker(settings.ping_interval, settings.ping_timeout)
@@ -90,7 +99,11 @@ class Worker(GeventPyWSGIWorker):
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if realtime is not None:  # /metrics counts every route's connections
             realtime.tracker = tracker
-            realtime.start()  # engines (a bad or unreachable one shows at start), feeds
+            try:  # engines (a bad or unreachable one shows at start), token keys, feeds
+                realtime.start()
+            except StartError as exc:  # one line; gunicorn stops at a worker boot error
+                self.log.error("wsapp: %s", exc)
+                sys.exit(Arbiter.WORKER_BOOT_ERROR)
 
         bound = [str(sock.getsockname()[0]) if isinstance(sock.getsockname(), tuple) else ""
                  for sock in self.sockets]

@@ -98,6 +98,7 @@ class Master:
         self.argv = list(argv)
         self.command = list(command)  # after the interpreter: a script path, or -m wsapp
         self.port = settings.port
+        self.refused = False  # a worker exited 2 at start: the master exits 2 too
         self.workers = [Worker(i + 1) for i in range(settings.workers)]
         self.stopping = Event()
 
@@ -138,6 +139,14 @@ class Master:
                 if proc is None or proc.poll() is None or self.stopping.is_set():
                     continue
                 age = time.monotonic() - worker.started
+                if proc.returncode == 2 and worker.failures == 0 and age < YOUNG:
+                    # Exit 2 is a setting the worker could not use (it printed which):
+                    # every restart would refuse it too.
+                    log.error("worker %d refused its settings at start (exit 2): stopping",
+                              worker.index)
+                    self.refused = True
+                    self.stopping.set()
+                    return
                 worker.failures = worker.failures + 1 if age < YOUNG else 0
                 delay = 0.0 if worker.failures <= 1 else min(MAX_BACKOFF,
                                                               0.5 * 2 ** worker.failures)
@@ -174,7 +183,7 @@ class Master:
                 proc.kill()
                 proc.wait(10)
         log.info("master %d: all workers stopped", os.getpid())
-        return 0
+        return 2 if self.refused else 0
 
 
 def run_master(settings: Settings, argv: list[str], command: list[str],

@@ -227,12 +227,13 @@ class RealtimeServer:
                 "--data-dir", str(self.workdir / "data"), "--log-level", "INFO", *flags]
 
     def wait_ready(self, timeout: float = 60.0) -> RealtimeServer:
-        """Wait for /healthz; respawn on another port if this one was taken meanwhile."""
+        """Wait for /healthz to answer (503 too: an engine down at start, as some tests
+        want); respawn on another port if this one was taken meanwhile."""
         for _ in range(3):
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
-                    if self.http("GET", f"{self.prefix}/healthz", timeout=2)[0] == 200:
+                    if self.http("GET", f"{self.prefix}/healthz", timeout=2)[0] in (200, 503):
                         return self
                 except OSError:
                     pass

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wsapp.realtime.messages import RequestError, error, message, ok, parse_request
+from wsapp.realtime.messages import RequestError, dumps, error, message, ok, parse_request
 from wsapp.realtime.policy import check_channel
 
 
@@ -33,6 +33,11 @@ from wsapp.realtime.policy import check_channel
     ('{"op":"publish","channel":"room:a","data":"\\ud800"}', "bad_json"),
     ('{"op":"publish","channel":"room:a","data":"\\udfffx"}', "bad_json"),
     ("[" * 100000, "bad_json"),
+    # numbers that overflow a double would go out as Infinity, which no strict parser takes
+    ('{"op":"publish","channel":"room:a","data":1e999}', "bad_json"),
+    ('{"op":"publish","channel":"room:a","data":[-1.5e400]}', "bad_json"),
+    ('{"op":"ping","t":1e309}', "bad_json"),
+    ('{"op":"ping","id":1e999}', "bad_json"),
 ])
 def test_rejections_name_the_problem(text, code):
     with pytest.raises(RequestError) as exc:
@@ -85,3 +90,20 @@ def test_push_ttls_are_bounded(ttl):
     with pytest.raises(RequestError):
         check_ttl(ttl)
     assert check_ttl(86400) == 86400 and check_ttl(None) is None
+
+
+def test_bad_json_says_which_constant_or_character():
+    for text, said in (('{"op":"ping","t":NaN}', "NaN is not JSON"),
+                       ('{"op":"ping","t":1e999}', "1e999 is not JSON"),
+                       ('{"op":"ping","t":"\\ud800"}', "lone surrogate")):
+        with pytest.raises(RequestError) as exc:
+            parse_request(text)
+        assert said in exc.value.reason, exc.value.reason
+
+
+def test_what_goes_out_is_strict_json_too():
+    """An app's hook or RPC handing back NaN is a bug to report, not a frame to send."""
+    for value in (float("nan"), float("inf"), [1, float("-inf")]):
+        with pytest.raises(ValueError):
+            dumps(value)
+    assert dumps({"x": 1.5}) == '{"x":1.5}'

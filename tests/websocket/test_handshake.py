@@ -233,7 +233,11 @@ def test_response_keeps_a_content_type_and_replaces_the_length():
     ("http://evil.com", "example.com", ["*"], True),
     ("http://[::1]:5000", "[::1]:5000", [], True),
     ("null", "example.com", [], False),
-    ("http://example.com:x", "example.com", [], False),  # a bad port: refused, not a 500
+    # A port that is no port, or a broken IPv6 literal: a foreign Origin (403), not a 500.
+    ("http://example.com:99999", "example.com:99999", [], False),
+    ("http://example.com:abc", "example.com", [], False),
+    ("http://example.com:-1", "example.com", [], False),
+    ("http://[::1", "[::1]:5000", [], False),
 ])
 def test_origin_rules(origin, host, allowed, ok):
     assert origin_allowed(origin, host, allowed) is ok

@@ -5,7 +5,7 @@ import logging
 import gevent
 import pytest
 
-from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.logsoon import log_soon, printable
 
 
 class _Collect(logging.Handler):
@@ -77,3 +77,28 @@ def test_a_failing_handler_does_not_stop_later_lines(logger):
     finally:
         lg.removeHandler(boom)
     assert [r.getMessage() for r, _ in handler.records] == ["first", "second"]
+
+
+@pytest.mark.parametrize(("sent", "logged"), [
+    ("/ws", "/ws"),
+    ("/ws/echo\n2026-01-01 INFO forged", "/ws/echo\\n2026-01-01 INFO forged"),
+    ("a\r\nb", "a\\r\\nb"),
+    ("\x1b[2Jred", "\\x1b[2Jred"),
+    ("caf\u00e9 \u2028 \ud800", "caf\u00e9 \\u2028 \\ud800"),
+    ("back\\slash", "back\\\\slash"),  # so an escape in the log is always the client's byte
+])
+def test_printable_escapes_what_could_forge_a_line_or_drive_a_terminal(sent, logged):
+    assert printable(sent) == logged
+    assert printable(sent).isprintable()
+
+
+def test_printable_cuts_a_long_field_and_says_by_how_much():
+    assert printable("x" * 600, limit=10) == "xxxxxxxxxx...(+590 chars)"
+
+
+def test_log_soon_escapes_every_text_argument(logger):
+    lg, handler = logger
+    log_soon(lg, logging.INFO, "close %s %d %s", "/ws\nFORGED", 1000, "bye\x1b")
+    gevent.sleep(0)
+    gevent.sleep(0)
+    assert [r.getMessage() for r, _ in handler.records] == ["close /ws\\nFORGED 1000 bye\\x1b"]

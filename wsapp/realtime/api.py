@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from wsapp.realtime.auth import api_key_ok, valid_user
+from wsapp.realtime.auth import api_key_ok
 from wsapp.realtime.engines.base import STATUSES
 from wsapp.realtime.exceptions import RequestError
 from wsapp.realtime.messages import (
@@ -22,7 +22,7 @@ from wsapp.realtime.messages import (
     check_key,
     check_ttl,
     check_user,
-    loads,
+    parse_json,
 )
 from wsapp.realtime.openapi import document
 from wsapp.realtime.options import BODY_SLACK
@@ -61,13 +61,13 @@ def json_body() -> dict[str, Any]:
         raise RequestError("bad_json", "send a JSON object with Content-Type: "
                            "application/json")
     limit = body_limit(state_of())
-    raw = request.stream.read(limit + 1)
+    try:
+        raw = request.stream.read(limit + 1)
+    except OSError:  # the client went before its Content-Length: nobody to answer, no fault
+        raise RequestError("bad_request", "the body ended before its Content-Length") from None
     if len(raw) > limit:
         raise RequestError("too_large", f"request body over {limit} bytes")
-    try:
-        body = loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestError("bad_json", "the body is not valid JSON") from None
+    body = parse_json(raw, "the body")
     if not isinstance(body, dict):
         raise RequestError("bad_json", "the body must be a JSON object")
     return body
@@ -199,6 +199,7 @@ def history() -> Any:
 @bp.route("/users/<user>/messages")
 def user_messages(user: str) -> Any:
     """The push records of one user: `?status=pending|delivered|acked|suppressed|expired`."""
+    check_user(user)
     status = request.args.get("status") or None
     if status is not None and status not in STATUSES:
         raise RequestError("bad_request", f"'status' must be one of {', '.join(STATUSES)}")
@@ -210,9 +211,7 @@ def user_messages(user: str) -> Any:
 @bp.route("/users/<user>/revoke", methods=["POST"])
 def revoke(user: str) -> Any:
     """Refuse every token the user holds now and close their connections (4401)."""
-    if not valid_user(user):
-        raise RequestError("bad_request", "not a user id")
-    state_of().revoke_tokens(user)
+    state_of().revoke_tokens(check_user(user))
     return jsonify(user=user, revoked=True)
 
 

@@ -29,6 +29,8 @@ from typing import Any
 
 import jwt
 
+from wsapp.realtime.files import private_dir, tighten_existing
+
 USER_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 MIN_SECRET = 32  # bytes: RFC 7518 §3.2 for HS256
 ALGORITHMS = ("HS256", "RS256", "ES256")
@@ -57,12 +59,12 @@ def load_secret(configured: str, data_dir: str) -> bytes:
     """The HS256 secret: the configured one, else one kept in `data_dir/secret` (0600)."""
     if configured:
         return configured.encode("utf-8")
-    path = Path(data_dir) / "secret"
+    path = private_dir(data_dir) / "secret"
     try:
+        tighten_existing(path)
         return path.read_bytes().strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_hex(32).encode("ascii")
     # O_EXCL: two processes starting at once agree on whichever wrote first.
     try:

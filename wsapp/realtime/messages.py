@@ -29,19 +29,31 @@ _SCALAR = (str, int, float, bool, type(None))
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON, UTF-8 kept as is (smaller frames than \\u escapes)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON, UTF-8 kept as is (smaller frames than \\u escapes). Strict: NaN or
+    Infinity (from an app's hook, say) raise ValueError instead of going out as frames that
+    every strict parser refuses."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite(literal: str) -> float:
+    """A JSON number with a fraction or exponent; ValueError when it overflows a double
+    (1e999 would become Infinity, which no strict parser takes back)."""
+    value = float(literal)
+    if not math.isfinite(value):
+        raise ValueError(f"{literal[:40]} is not JSON: out of range of a double (Infinity)")
+    return value
+
+
 def loads(text: str | bytes) -> Any:
     """Strict JSON: NaN and Infinity (which Python's json takes, and browsers' JSON.parse
-    refuses) and lone UTF-16 surrogates (valid escapes, but no text: they cannot be sent on)
-    are errors, so nothing we accept breaks a subscriber or a store write."""
-    value = json.loads(text, parse_constant=_not_json)
+    refuses), numbers that overflow to them (1e999), and lone UTF-16 surrogates (valid
+    escapes, but no text: they cannot be sent on) are errors, so nothing we accept breaks a
+    subscriber or a store write."""
+    value = json.loads(text, parse_constant=_not_json, parse_float=_finite)
     raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     if "\\ud" in raw or "\\uD" in raw:  # rare: only then look for a lone one
         try:
@@ -51,13 +63,19 @@ def loads(text: str | bytes) -> Any:
     return value
 
 
+def parse_json(text: str | bytes, what: str) -> Any:
+    """`loads(text)`, or RequestError bad_json saying what is wrong with `what` (the frame,
+    the body): which constant or character is no JSON, when that is it."""
+    try:
+        return loads(text)
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc) if "not JSON" in str(exc) else f"{what} is not valid JSON"
+        raise RequestError("bad_json", detail) from None
+
+
 def parse_request(text: str) -> dict[str, Any]:
     """A validated request dict from one text frame, or RequestError."""
-    try:
-        req = loads(text)
-    except (ValueError, RecursionError) as exc:
-        detail = str(exc) if "not JSON" in str(exc) else "frame is not valid JSON"
-        raise RequestError("bad_json", detail) from None
+    req = parse_json(text, "frame")
     if not isinstance(req, dict):
         raise RequestError("bad_json", "frame must be a JSON object")
     request_id = req.get("id")

@@ -132,7 +132,10 @@ class RealtimeOptions(WebSocketOptions):
             raise ValueError(f"max_body_size: {self.max_body_size} bytes cannot carry a publish "
                              f"of max_publish_size ({self.max_publish_size}) plus its other "
                              f"fields; make it at least {self.max_publish_size + BODY_SLACK}")
-        parse_quotas(self.quota)
+        try:
+            parse_quotas(self.quota)
+        except ValueError as exc:
+            raise ValueError(f"quota: {exc}") from None
         check_data_dir(self.data_dir)
         parse_channels(self.channels)
         check_url("store", self.store_url())

@@ -11,7 +11,6 @@ the request's id — Reject's code, or what the app's on_error handlers make of 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from wsapp.realtime.auth import Identity
 from wsapp.realtime.client import Client
 from wsapp.realtime.exceptions import Reject, RequestError
 from wsapp.realtime.limits import TokenBucket
-from wsapp.realtime.messages import dumps, error, ok, parse_request
+from wsapp.realtime.messages import dumps, error, loads, ok, parse_request
 from wsapp.websocket.exceptions import WebSocketError
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ log = logging.getLogger(__name__)
 def _request_id(raw: str | bytes) -> Any:
     """The request's id if it has one (for error replies to frames not otherwise parsed)."""
     try:
-        req = json.loads(raw)
+        req = loads(raw)  # strict: an id of NaN or 1e999 could not be sent back
         return req.get("id") if isinstance(req, dict) else None
     except (ValueError, TypeError, RecursionError):
         return None

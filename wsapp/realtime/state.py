@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -20,10 +22,12 @@ from wsapp.realtime.exceptions import Reject
 from wsapp.realtime.feeds import feed_urls
 from wsapp.realtime.feeds.metrics import FeedCollector
 from wsapp.realtime.feeds.runner import Feeds, start_feeds
+from wsapp.realtime.files import private_dir
 from wsapp.realtime.hooks import Hooks
 from wsapp.realtime.hub import Hub
 from wsapp.realtime.metrics import make_registry
 from wsapp.realtime.options import RealtimeOptions
+from wsapp.realtime.urls import redact
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -69,11 +73,23 @@ class AppState:
 
     def start(self) -> None:
         """A server starts serving the app (not an import, not a request): open the engines
-        now, so a bad or unreachable store or broker is reported at start and /healthz shows
-        it, and start the feeds (--feed)."""
+        and read the token keys now, so a bad store, broker or data_dir is a StartError
+        naming its setting at start (not a 500 at first use), an unreachable Redis is logged
+        at start and /healthz shows it; then start the feeds (--feed)."""
         if not self.started:
+            s = self.settings
+            if not s.store:  # the store is in data_dir: it is private (made so, or tightened)
+                with _opening("data_dir", s.data_dir):
+                    private_dir(s.data_dir)
+            with _opening("store" if s.store else "data_dir", s.store_url()):
+                self.hub.store  # noqa: B018 -- opens it (a SQLite file is made here)
+            with _opening("broker", s.broker):
+                self.hub.pipeline  # noqa: B018 -- starts the broker
+                self.hub.presence_engine  # noqa: B018 -- shares the broker's bus
+            with _opening("jwt_public_key" if s.jwt_algorithm != "HS256" else
+                          "secret" if s.secret else "data_dir", "the token keys"):
+                self.tokens  # noqa: B018 -- the HS256 secret is read or made in data_dir
             self.started = True
-            self.hub.pipeline  # noqa: B018 -- opens the store and starts the broker
             self.feeds = start_feeds(self.hub, feed_urls(self.settings.feed),
                                      self.settings.max_publish_size)
             if self.feeds is not None:
@@ -131,6 +147,24 @@ class AppState:
         self.hub.store.revoke(user, (int(time.time()) + 1) * 1000)
         if disconnect:
             self.hub.request_disconnect(user, 4401, "token revoked")
+
+
+class StartError(ValueError):
+    """A setting that cannot work, found when the server opens what it names at start; the
+    message starts with the setting's name (`store: ...`), as settings errors do."""
+
+
+@contextmanager
+def _opening(setting: str, what: str) -> Iterator[None]:
+    """Turn any failure to open `what` into a StartError naming `setting`: a bad path or URL
+    is the operator's to fix, and deserves one line, not a traceback."""
+    try:
+        yield
+    except StartError:
+        raise
+    except Exception as exc:
+        raise StartError(f"{setting}: cannot open {redact(what)}: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
 def state_of(app: Flask | None = None) -> AppState:

@@ -8,12 +8,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 def redact(url: str) -> str:
     """The URL without a password, for logs."""
     parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username or ''}:***@{parts.hostname}"
-        if parts.port:
-            netloc += f":{parts.port}"
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    if not parts.password:
+        return url  # as written: urlunsplit would drop sqlite:////abs's empty host
+    host = parts.netloc.rpartition("@")[2]  # as written: its port may be no number
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def take_options(url: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:

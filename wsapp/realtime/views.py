@@ -80,15 +80,18 @@ def metrics() -> Response | tuple[Response, int]:
 
 
 @bp.route("/healthz")
-def healthz() -> Response:
-    """For load balancers: 200 while the process serves, with each opened engine's state and
-    each feed's; "degraded" while an engine is down (the process still serves its own
-    connections). A feed that is down does not degrade it: its messages wait at the source."""
+def healthz() -> tuple[Response, int]:
+    """For load balancers and monitors: each opened engine's state (store, broker, presence)
+    and each feed's. 200 "ok"; 503 "degraded" while an engine is down (the process still
+    serves its own connections, but pushes, history and other processes' messages fail: a
+    check must see it). A feed that is down does not degrade it: its messages wait at the
+    source, and /healthz lists its state."""
     state = state_of()
     engines = state.hub.engines.health()
     down = [kind for kind, health in engines.items() if health.get("state") != "up"]
     extra = {"feeds": state.feeds.health()} if state.feeds is not None else {}
-    return jsonify(status="degraded" if down else "ok", engines=engines, **extra)
+    return (jsonify(status="degraded" if down else "ok", engines=engines, **extra),
+            503 if down else 200)
 
 
 @bp.route("/wsapp.js")

@@ -40,7 +40,7 @@ from wsapp.websocket.exceptions import BodyTimeout, HandshakeRejected, Handshake
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
 from wsapp.websocket.handshake import Request, accept, refusal_bytes, response_bytes
 from wsapp.websocket.httpguard import NOSNIFF, host_allowed, redact_query
-from wsapp.websocket.logsoon import log_soon
+from wsapp.websocket.logsoon import log_soon, printable
 from wsapp.websocket.options import WebSocketOptions
 from wsapp.websocket.tracker import ConnectionTracker
 
@@ -156,6 +156,17 @@ class WebSocketHandler(_StockHandler):
         timer = self.__dict__.pop("_request_timer", None)
         if timer is not None:
             timer.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        """Parse the request line and headers (gevent's), after checking the request target
+        is what RFC 3986 allows on the wire: printable ASCII. A raw byte over 0x7f cannot be
+        decoded as the app's path or query (werkzeug raised UnicodeDecodeError: a 500 and a
+        traceback per request), and a control byte is a log or terminal trick. Such a
+        request gets 400 before any app sees it (gevent answers a ValueError so)."""
+        words = raw_requestline.rstrip("\r\n").split(" ")
+        if len(words) >= 2 and not (words[1].isascii() and words[1].isprintable()):
+            raise ValueError("request target is not printable ASCII (percent-encode it)")
+        return super().read_request(raw_requestline)
 
     def get_environ(self) -> dict:
         # Called once the request line and headers are in: the deadline no longer applies.
@@ -450,16 +461,18 @@ class WebSocketHandler(_StockHandler):
             headers = [*headers, NOSNIFF]
         return super().start_response(status, headers, exc_info)
 
-    def format_request(self) -> str:
-        """pywsgi's access log line, with credentials in the query (?token=...) redacted."""
-        return redact_query(super().format_request())
-
     def log_request(self) -> None:
         # WebSocket upgrades and refusals are logged by us with more detail.
         environ = getattr(self, "environ", None)
         if environ and "websocket" in environ.get("HTTP_UPGRADE", "").lower():
             return
         WSGIHandler.log_request(self)
+
+    def format_request(self) -> str:
+        """pywsgi's access log line, with credentials in the query (?token=...) redacted and
+        escaped: its request line is what the client sent (an ESC or a raw control byte in a
+        path would otherwise reach the log and the terminal)."""
+        return printable(redact_query(WSGIHandler.format_request(self)), limit=4096)
 
 
 def request_headers(environ: dict) -> dict[str, str]:

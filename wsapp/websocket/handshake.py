@@ -150,13 +150,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: list[str],
     if "*" in allowed:
         return True
     origin = origin.strip().rstrip("/").lower()
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False  # "null" (a sandboxed frame, a file), an extension's page ...
-    try:
+    try:  # ValueError for a port that is no number or out of range, a broken [IPv6
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return False  # "null" (a sandboxed frame, a file), an extension's page ...
         port = str(parts.port or _DEFAULT_PORTS[parts.scheme])
-    except ValueError:  # a port that is no number
-        return False
+    except ValueError:
+        return False  # a bad Origin is a foreign one: 403, not a traceback
     for entry in allowed:
         if "://" in entry:
             if _same_origin(entry, parts.scheme, parts.hostname, port):

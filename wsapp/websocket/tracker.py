@@ -24,6 +24,7 @@ from wsapp.websocket.connection import WebSocket
 from wsapp.websocket.exceptions import HandshakeRejected
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
 from wsapp.websocket.handshake import over_cap
+from wsapp.websocket.logsoon import printable
 from wsapp.websocket.options import WebSocketOptions
 
 log = logging.getLogger("wsapp.websocket.tracker")
@@ -113,8 +114,8 @@ class ConnectionTracker:
             if ws.ping_sent_at:
                 if (timeout and now - ws.ping_sent_at > timeout and ws.receiving
                         and ws.last_seen < ws.ping_sent_at):
-                    log.info("no pong from %s on %s for %.1fs: closing", ws.peer, ws.path,
-                             now - ws.ping_sent_at)
+                    log.info("no pong from %s on %s for %.1fs: closing", ws.peer,
+                             printable(ws.path), now - ws.ping_sent_at)
                     gevent.spawn(ws.terminate, CLOSE_INTERNAL_ERROR, "ping timeout")
             elif now - ws.last_seen > interval:
                 gevent.spawn(ws.ping)

@@ -4,9 +4,12 @@ every process, and the handler hears when an outage ends."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from realtime.engines.conftest import wait_for
+from realtime.engines.test_store_contract import pub
 from wsapp.realtime.messages import message_raw
 
 
@@ -72,3 +75,31 @@ def test_health_is_up(started):
     brokers, _ = started
     assert all(b.health()["state"] == "up" for b in brokers)
     assert all(h.resumptions == 0 for h in started[1])  # starting is not resuming
+
+
+@pytest.mark.parametrize("channel", ["room:a\nroom:b", "room:\u00e9t\u00e9", "room:12:34",
+                                     "room:x\r\n\x00"])
+def test_a_channel_name_reaches_every_process_exactly_as_published(started, channel):
+    """The bus frames a message whatever its channel holds: Redis once split on the first
+    newline, so `room:a\\nroom:b` reached room:a subscribers with a broken envelope. (Names
+    like these are refused at the edge; the bus must not depend on it.)"""
+    brokers, handlers = started
+    envelope = live(channel, "nl")
+    brokers[0].publish(channel, envelope)
+    for handler in handlers:
+        wait_for(lambda h=handler: len(h.delivered) >= 1, what="a delivery")
+        assert handler.delivered == [(channel, envelope)]
+
+
+def test_a_message_the_store_numbered_keeps_its_channel_on_the_bus(engines):
+    """The Redis store's script publishes what it numbers, framed as the broker frames: a
+    channel with a newline cannot split it, and each channel keeps its own counter."""
+    if engines.flavour != "redis":
+        pytest.skip("only the Redis store publishes on its own")
+    broker, handler = engines.open("broker"), Handler()
+    broker.start(handler)
+    store = engines.open("store")
+    store.apply([pub("room:a\nroom:b", "m1"), pub("room:\u00e9", "m2")])
+    wait_for(lambda: len(handler.delivered) >= 2, what="2 deliveries")
+    assert [channel for channel, _ in handler.delivered] == ["room:a\nroom:b", "room:\u00e9"]
+    assert [json.loads(text)["offset"] for _, text in handler.delivered] == [1, 1]

@@ -107,6 +107,7 @@ def test_valid_messages():
     ("[" * 3000, "not valid JSON"),  # nested past the recursion limit
     ('{"op": "push", "user": "ann", "data": NaN}', "NaN is not JSON"),
     ('{"op": "push", "user": "ann", "data": "\\ud800"}', "lone surrogate"),
+    ('{"op": "push", "user": "ann", "data": [1e999]}', "1e999 is not JSON"),
     ({"op": "push", "user": "ann", "data": 1, "ttl": 1e400}, "Infinity is not JSON"),
     ({"op": "push", "user": "ann", "data": 1, "ttl": True}, "'ttl' must be seconds"),
     ({"op": "push", "user": "ann", "data": 1, "key": ""}, "'key' must be a string of 1-200"),

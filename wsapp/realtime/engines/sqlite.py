@@ -9,7 +9,6 @@ on the same thread (so they see every earlier write).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from wsapp.realtime.engines.base import (
     job_keep,
     job_key,
 )
+from wsapp.realtime.files import private_dir, private_file, tighten_existing
 from wsapp.realtime.limits import applicable_quotas
 
 SCHEMA = """
@@ -77,16 +77,34 @@ class SQLiteStore:
         self._swept = 0  # when expired keys were last deleted (ms)
         self._pool = ThreadPool(1)  # one thread: jobs run in submission order
         self._conn: sqlite3.Connection | None = None
-        self._pool.apply(self._open)
+        self._run(self._open)
 
     # -- thread plumbing -------------------------------------------------------------
 
+    def _run(self, func: Any, *args: Any) -> Any:
+        """`func(*args)` on the store's thread; its exception is raised here, in the caller,
+        only (gevent's pool would also print it as a traceback: a refused write or a bad path
+        is the caller's to report, once)."""
+        def call() -> tuple[Any, BaseException | None]:
+            try:
+                return func(*args), None
+            except Exception as exc:
+                return None, exc
+
+        result, error = self._pool.apply(call)
+        if error is not None:
+            raise error
+        return result
+
     def _open(self) -> None:
         if self.path != ":memory:":
-            # Private: it holds every user's personal messages (SQLite gives its -wal and
-            # -shm files the database file's mode).
-            Path(self.path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
+            # Private: it holds every user's personal messages (SQLite gives new -wal and
+            # -shm files the database file's mode; older ones are tightened too).
+            folder = Path(self.path).parent
+            if not folder.exists():
+                private_dir(folder)  # a folder we make; an existing one is the operator's
+            private_file(self.path)
+            tighten_existing(self.path + "-wal", self.path + "-shm")
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: a committed batch survives a process crash (kill -9); only an
@@ -110,7 +128,7 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the database and stop the thread."""
         if self._conn is not None:
-            self._pool.apply(self._conn.close)
+            self._run(self._conn.close)
             self._conn = None
         self._pool.kill()
 
@@ -118,7 +136,7 @@ class SQLiteStore:
 
     def apply(self, jobs: Sequence[Job]) -> list[Any]:
         """Run write jobs in one transaction, in order; one result per job."""
-        return self._pool.apply(self._apply, (jobs,))
+        return self._run(self._apply, jobs)
 
     def _apply(self, jobs: Sequence[Job]) -> list[Any]:
         db = self._db
@@ -215,7 +233,7 @@ class SQLiteStore:
 
     def ack(self, user: str, msg: str, ts: int) -> str | None:
         """Mark `msg` acked if it is `user`'s; returns its status after, None if not found."""
-        return self._pool.apply(self._ack, (user, msg, ts))
+        return self._run(self._ack, user, msg, ts)
 
     def _ack(self, user: str, msg: str, ts: int) -> str | None:
         db = self._db
@@ -237,13 +255,13 @@ class SQLiteStore:
 
     def revoke(self, user: str, before: int) -> None:
         """Refuse `user`'s tokens issued before `before` (ms); revocations only move on."""
-        self._pool.apply(self._db.execute, (
-            "INSERT INTO revocations (user, before) VALUES (?, ?) ON CONFLICT(user) DO "
-            "UPDATE SET before=MAX(before, excluded.before)", (user, before)))
+        self._run(self._db.execute,
+                  "INSERT INTO revocations (user, before) VALUES (?, ?) ON CONFLICT(user) DO "
+                  "UPDATE SET before=MAX(before, excluded.before)", (user, before))
 
     def revoked(self, user: str) -> int:
         """Epoch ms before which `user`'s tokens are refused (0: none are)."""
-        return self._pool.apply(self._revoked, (user,))
+        return self._run(self._revoked, user)
 
     def _revoked(self, user: str) -> int:
         row = self._db.execute("SELECT before FROM revocations WHERE user=?", (user,)).fetchone()
@@ -253,7 +271,7 @@ class SQLiteStore:
 
     def history(self, channel: str, since: int, limit: int) -> History:
         """Messages with offset > since (oldest first, at most `limit`), and what is kept."""
-        return self._pool.apply(self._history, (channel, since, limit))
+        return self._run(self._history, channel, since, limit)
 
     def _history(self, channel: str, since: int, limit: int) -> History:
         db = self._db
@@ -271,7 +289,7 @@ class SQLiteStore:
 
     def last_offset(self, channel: str) -> int:
         """The channel's newest offset (0 when it has none)."""
-        return self._pool.apply(self._last_offset, (channel,))
+        return self._run(self._last_offset, channel)
 
     def _last_offset(self, channel: str) -> int:
         row = self._db.execute("SELECT last_offset FROM channels WHERE name=?",
@@ -280,7 +298,7 @@ class SQLiteStore:
 
     def pending(self, user: str, ts: int) -> list[dict]:
         """The user's unacked, unexpired personal messages, oldest first."""
-        return self._pool.apply(self._pending, (user, ts))
+        return self._run(self._pending, user, ts)
 
     def _pending(self, user: str, ts: int) -> list[dict]:
         self._expire(user, ts)
@@ -291,7 +309,7 @@ class SQLiteStore:
 
     def records(self, user: str, status: str | None, limit: int, ts: int) -> list[dict]:
         """The user's push records, newest first, optionally of one status."""
-        return self._pool.apply(self._records, (user, status, limit, ts))
+        return self._run(self._records, user, status, limit, ts)
 
     def _records(self, user: str, status: str | None, limit: int, ts: int) -> list[dict]:
         self._expire(user, ts)

@@ -59,7 +59,8 @@ from wsapp.realtime.feeds.base import (
 from wsapp.realtime.urls import redact, take_options
 
 OPTIONS = ("table", "dead", "channel", "poll", *COMMON_OPTIONS)
-NAME_RE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Matched whole (fullmatch): `$` would let a trailing newline into the SQL.
+NAME_RE = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}")
 SETUP_LOCK = "wsapp-feed-setup"  # advisory lock key: one process creates tables at a time
 
 
@@ -97,7 +98,7 @@ class PostgresFeed:
             raise ValueError(f"feed {where}: needs ?table=NAME")
         for name in ("table", "dead", "channel"):
             value = options.get(name)
-            if value is not None and not NAME_RE.match(value):
+            if value is not None and not NAME_RE.fullmatch(value):
                 raise ValueError(f"feed {where}: {name} {value!r} is not a plain SQL name")
         try:
             if not 0 < float(options.get("poll") or 1.0) <= 3600:

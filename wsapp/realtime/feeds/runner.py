@@ -48,6 +48,7 @@ from wsapp.realtime.feeds import open_feed
 from wsapp.realtime.feeds.base import Delivery, Feed, FeedUnavailable, describe
 from wsapp.realtime.feeds.message import Poison, parse_message
 from wsapp.realtime.pipeline import Pipeline
+from wsapp.websocket.logsoon import printable
 
 
 class Target(Protocol):
@@ -190,8 +191,10 @@ class FeedRunner:
         self.counts["processed"] += len(applied)
         self.counts["dead_lettered"] += len(dead)
         for delivery, reason in dead:
+            # the id and the reason carry what the source's producer wrote: escaped
             log.warning("feed %s: message %s dead-lettered to %s: %s", self.feed.name,
-                        delivery.ident or "?", self.feed.dead_letters, reason)
+                        printable(delivery.ident or "?"), self.feed.dead_letters,
+                        printable(reason))
 
     def _job(self, delivery: Delivery) -> Job:
         """The store job of one delivery; Poison when it is not a valid message."""

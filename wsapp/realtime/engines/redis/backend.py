@@ -19,7 +19,8 @@ reach every process travels on that bus, in the order Redis executed it:
 * presence events (presence.py) and server-side operations (broker.py) share the bus, so
   they are ordered with messages.
 
-Bus payloads start with a letter: `m<channel>\n<envelope>` a message, `b<token>` a barrier,
+Bus payloads start with a letter: `m<n>:<channel><envelope>` a message (n: the channel's
+length in UTF-8 bytes, so no byte of a name can end it early), `b<token>` a barrier,
 any other letter an event for the handler registered under it (`on_event`).
 
 Outage. When a Redis call fails the backend goes *down* (logged once), closes its pool and
@@ -81,6 +82,22 @@ class _Pool(redis.BlockingConnectionPool):
                 raise PoolBusy(f"all {self.max_connections} Redis connections busy for "
                                f"{self.timeout:.0f}s") from None
             raise
+
+
+def message_payload(channel: str, text: str) -> str:
+    """The bus payload of a message (store_apply.lua builds the same): the channel's length
+    first, so the framing holds whatever a name contains (a newline split it before)."""
+    return f"m{len(channel.encode('utf-8'))}:{channel}{text}"
+
+
+def split_message(payload: bytes) -> tuple[str, str]:
+    """(channel, text) of a message payload built by message_payload; ValueError if it is
+    not one."""
+    length, colon, rest = payload[1:].partition(b":")
+    if not colon or not length.isdigit() or int(length) > len(rest):
+        raise ValueError("not a message payload")
+    size = int(length)
+    return rest[:size].decode("utf-8"), rest[size:].decode("utf-8")
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -297,26 +314,30 @@ class RedisBackend:
             self.mark_down(exc)
 
     def dispatch(self, payload: bytes | str) -> None:
-        """Route one bus payload: m<channel>\\n<text>, b<token>, or a handler's letter."""
-        if isinstance(payload, bytes):
-            payload = payload.decode("utf-8")
-        kind = payload[:1]
+        """Route one bus payload: m<n>:<channel><text>, b<token>, or a handler's letter."""
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+        kind = payload[:1].decode("ascii", "replace")
         if kind == "m":
-            channel, _, text = payload[1:].partition("\n")
+            try:
+                channel, text = split_message(payload)
+            except ValueError:
+                log.error("bus message not framed m<n>:<channel><text>: %r", payload[:80])
+                return
             for deliver in self.on_message:
                 try:
                     deliver(channel, text)
                 except Exception:
                     log.exception("delivery of a bus message on %s failed", channel)
         elif kind == "b":
-            waiter = self._barriers.get(payload[1:])
+            waiter = self._barriers.get(payload[1:].decode("utf-8"))
             if waiter is not None:
                 waiter.set(True)
         else:
             handler = self.on_event.get(kind)
             if handler is not None:
                 try:
-                    handler(payload[1:])
+                    handler(payload[1:].decode("utf-8"))
                 except Exception:
                     log.exception("bus event %r failed", kind)
 

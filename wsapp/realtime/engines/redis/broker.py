@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wsapp.realtime.engines.base import BrokerHandler, Health
-from wsapp.realtime.engines.redis.backend import UNREACHABLE, backend_for
+from wsapp.realtime.engines.redis.backend import UNREACHABLE, backend_for, message_payload
 from wsapp.realtime.messages import envelope_offset
 
 CONTROL = "c"  # the bus letter of server-side operations
@@ -55,7 +55,7 @@ class RedisBroker:
         """
         if self.backend.stores_publish and envelope_offset(channel, text) is not None:
             return
-        if not self._send("m" + channel + "\n" + text) and self._handler is not None:
+        if not self._send(message_payload(channel, text)) and self._handler is not None:
             self._handler.deliver(channel, text)
 
     def control(self, payload: str) -> None:

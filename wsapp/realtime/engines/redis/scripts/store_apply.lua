@@ -31,7 +31,7 @@ local function append(channel, head, tail, hs, ht)
   local off = redis.call('INCR', p .. 'o:' .. channel)
   local text = head .. off .. tail
   redis.call('ZADD', p .. 'h:' .. channel, off, text)
-  if bus ~= '' then redis.call('PUBLISH', bus, 'm' .. channel .. '\n' .. text) end
+  if bus ~= '' then redis.call('PUBLISH', bus, 'm' .. #channel .. ':' .. channel .. text) end
   touched[channel] = {off, tonumber(hs) or hsize, tonumber(ht) or httl}
   return off
 end
