@@ -16,7 +16,8 @@ from wsapp.websocket.options import (
 
 WEBSOCKET_FIELDS = {"max_message_size", "max_fragments", "ping_interval", "ping_timeout",
                     "handshake_timeout", "close_timeout", "max_connections", "allowed_origins",
-                    "deflate", "deflate_level", "max_connections_per_ip", "max_backlog"}
+                    "deflate", "deflate_level", "max_connections_per_ip", "max_backlog",
+                    "send_timeout", "turn_bytes", "turn_messages"}
 
 
 def test_holds_exactly_the_websocket_layer_settings():
