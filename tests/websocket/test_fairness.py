@@ -307,3 +307,33 @@ def test_random_splits_give_the_same_events(seed):
         got += pieces.feed(data[pos:pos + step])
         pos += step
     assert [k for k, _ in got] == [k for k, _ in expected]
+
+
+def test_inflating_more_than_a_turn_pauses_the_feed():
+    """1 KB on the wire can be 1 MiB inflated: a feed stops after a turn's worth, keeping
+    the rest for feed(b"")."""
+    r = Receiver(1 << 20, deflate=PerMessageDeflate(DeflateParams()))
+    r.work_limit = 100_000
+    bomb = f(OP_TEXT, deflated(b"0," * 200_000), rsv1=True)  # ~1 KB -> 400 kB
+    events = r.feed(bomb * 3 + f(OP_TEXT, b"plain"))
+    assert len(events) == 1 and r.paused
+    for _ in range(3):
+        events += r.feed(b"")
+    assert [kind for kind, _ in events] == [EV_MESSAGE] * 4 and not r.paused
+    assert events[-1] == (EV_MESSAGE, "plain")
+
+
+def test_a_paused_connection_yields_then_goes_on():
+    ws, peer, socks = make_pair(Pace(turn_bytes=100_000))
+    ws._deflate = ws._receiver._deflate = PerMessageDeflate(DeflateParams())
+    ticks = []
+    other = gevent.spawn(lambda: [ticks.append(1) or gevent.sleep(0) for _ in range(100)])
+    bomb = deflated(b"0," * 200_000)
+    peer.sock.sendall(b"".join(build_frame(OP_TEXT, bomb, rsv1=True, mask=MASK)
+                               for _ in range(4)))
+    for _ in range(4):
+        assert len(ws.receive()) == 400_000
+    assert len(ticks) >= 3, "no turn for the others between inflated messages"
+    other.kill()
+    for s in socks:
+        s.close()

@@ -101,6 +101,7 @@ class WebSocket(Transport, GeventWebSocketAPI):
         self.opened_at = self.last_seen = time.monotonic()
         self.ping_sent_at = 0.0
         self._receiver = Receiver(max_message_size, max_fragments, deflate=deflate)
+        self._receiver.work_limit = pace.turn_bytes
         # Events parsed but not yet consumed, walked by index (a batch can hold hundreds).
         self._pending: list | tuple = self._receiver.feed(initial) if initial else ()
         self._ppos = 0
@@ -255,10 +256,14 @@ class WebSocket(Transport, GeventWebSocketAPI):
             return False
         if self._corked is not None:
             self._uncork()  # about to wait for input: everything we owe goes out first
-        if self._turn <= 0:
+        if self._turn <= 0 or self._receiver.paused:
             self._yield_turn()
             if self.state == CLOSED:
                 return False
+        if self._receiver.paused:  # the last read is not all parsed yet: go on with it
+            self._pending = self._receiver.feed(b"")
+            self._ppos = 0
+            return True
         try:
             data = read(self._sock)
         except OSError:

@@ -13,6 +13,11 @@ unmasked, decoded or (without context takeover) inflated, and it ends as one EV_
 event. A compressed message is charged what it inflates to, as it inflates, and dropped the
 moment it passes the budget. Too many drops end the input with a 1008 ProtocolError.
 
+Inflating is the one step whose cost the wire does not show (1 KB can become 1 MiB): once a
+feed() has inflated more than `work_limit` bytes it stops, sets `paused` and keeps the rest
+of its input; `feed(b"")` goes on from there. So the connection can let others run between
+two pieces of one read.
+
 `encode_message` builds the bytes of an outgoing data message (compressed when the
 connection negotiated deflate and the message is worth it).
 """
@@ -70,7 +75,8 @@ class Receiver:
 
     __slots__ = ("_buf", "_max_size", "_max_fragments", "_deflate", "_mask_required",
                  "_head", "_done", "_message_op", "_fragments", "_size", "_parts",
-                 "_decoder", "_compressed", "closed", "budget", "_drop", "_tail")
+                 "_decoder", "_compressed", "closed", "budget", "_drop", "_tail", "work",
+                 "work_limit", "paused")
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
@@ -91,6 +97,9 @@ class Receiver:
         self.budget: MessageBudget | None = None  # messages/bytes per second, from headers
         self._drop = False  # the open message is over the budget: its payload is skipped
         self._tail = b""  # the last payload bytes of a dropped message (for its request id)
+        self.work = 0  # bytes inflated by the current feed()
+        self.work_limit = 1 << 62  # ... past which it pauses (the connection sets its turn)
+        self.paused = False  # the last feed() stopped early: feed(b"") resumes it
 
     @property
     def buffered(self) -> int:
@@ -106,6 +115,8 @@ class Receiver:
         if self.closed:
             return []
         events: list[Event] = []
+        self.work = 0
+        self.paused = False
         try:
             self._feed(data, events)
         except ProtocolError as exc:
@@ -233,6 +244,9 @@ class Receiver:
                         self._dropped(events)
                     elif message is not None:
                         events.append((EV_MESSAGE, message))
+                if self.work > self.work_limit and pos < end:
+                    self.paused = True  # inflated a turn's worth: the rest waits
+                    break
             else:
                 break
         return pos
@@ -247,8 +261,10 @@ class Receiver:
             if self._deflate.keeps_context:
                 data = apply_mask(chunk, head.mask, offset) if head.mask is not None \
                     else bytes(chunk)
-                self._size += len(self._deflate.decompress(
+                inflated = len(self._deflate.decompress(
                     data, final=last, limit=self._max_size - self._size))
+                self._size += inflated
+                self.work += inflated
             elif last:
                 self._deflate.abandon()
         else:
@@ -321,6 +337,7 @@ class Receiver:
             chunk = self._deflate.decompress(chunk, final=last,
                                              limit=self._max_size - self._size)
             self._size += len(chunk)
+            self.work += len(chunk)
             if self.budget is not None and not self.budget.more(len(chunk)):
                 self._refuse()  # inflated past the budget: never decoded, never parsed
                 return _DROPPED if last else None
