@@ -7,8 +7,11 @@ issue 12 looks on the wire.
   the close code. Kinds: `plain` (1 MiB JSON text frames), `compressed` (permessage-deflate
   frames of ~1 KB that inflate to 1 MiB of JSON), `rate` (small valid requests, far over
   the rate limit).
+- `FloodLoop`: a Flooder that comes back each time it is closed, for as long as asked.
 - `StalledReplays`: connections of one user that subscribe with `since=0` to a channel with
-  a large history and never read again (tiny receive buffers).
+  a large history and never read again (tiny receive buffers); `LivePublisher` keeps live
+  messages coming to that channel meanwhile.
+- `Trickle`: connections that send their upgrade request a byte at a time (slowloris).
 - `Probe`: a well-behaved client: round trips of the `ping` op over /ws and GET /healthz.
 
 Standard library plus wsapp's frame codec; every wait has a deadline.
@@ -180,6 +183,92 @@ class Flooder:
             thread.join(5)
 
 
+class FloodLoop:
+    """A flooder of `kind` that reconnects whenever the server closes it, for `seconds`."""
+
+    def __init__(self, port: int, kind: str, seconds: float = 30.0) -> None:
+        self.port, self.kind, self.seconds = port, kind, seconds
+        self.connections = 0
+        self.close_codes: list[int | None] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> FloodLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.seconds
+        for _ in range(100_000):
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.is_set():
+                return
+            try:
+                flood = Flooder(self.port, self.kind, seconds=left)
+            except OSError:
+                time.sleep(0.1)  # refused meanwhile (per-IP caps): try again
+                continue
+            self.connections += 1
+            with flood:
+                while not flood.ended.wait(0.1) and not self._stop.is_set() and \
+                        time.monotonic() < deadline:
+                    pass
+            self.close_codes.append(flood.close_code)
+
+
+class Trickle:
+    """`count` connections sending their upgrade request one byte per `interval` each, from
+    one thread; the server should time them out without anyone else noticing."""
+
+    def __init__(self, port: int, count: int = 200, interval: float = 0.2,
+                 seconds: float = 30.0) -> None:
+        self.port, self.count, self.interval, self.seconds = port, count, interval, seconds
+        self.request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nX-Pad: " + "a" * 4000).encode()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.reconnects = 0
+
+    def __enter__(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _open(self) -> list:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock.setblocking(False)
+        return [sock, 0]
+
+    def _run(self) -> None:
+        conns = []
+        try:
+            for _ in range(self.count):
+                conns.append(self._open())
+            deadline = time.monotonic() + self.seconds
+            while not self._stop.wait(self.interval) and time.monotonic() < deadline:
+                for conn in conns:
+                    sock, sent = conn
+                    try:
+                        sock.send(self.request[sent % len(self.request):][:1])
+                        conn[1] += 1
+                    except OSError:  # timed out by the server: come back
+                        sock.close()
+                        conn[:] = self._open()
+                        self.reconnects += 1
+        except OSError:
+            pass
+        finally:
+            for sock, _ in conns:
+                sock.close()
+
+
 class Probe:
     """A well-behaved client: `ping` op round trips over its own /ws connection, and
     GET /healthz round trips on fresh HTTP connections."""
@@ -274,6 +363,38 @@ def fill_history(port: int, channel: str, count: int, size: int, key: str = "") 
                                  {"channel": channel, "data": {"i": i, "pad": "x" * size}}, key)
         if status != 200:
             raise ConnectionError(f"publish answered {status}: {body}")
+
+
+class LivePublisher:
+    """Publishes ~`size`-byte messages to `channel` every `interval` s from a thread."""
+
+    def __init__(self, port: int, channel: str, size: int = 5000, interval: float = 0.01,
+                 key: str = "", limit: int = 100_000) -> None:
+        self.port, self.channel, self.size, self.interval = port, channel, size, interval
+        self.key, self.limit = key, limit
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LivePublisher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        for i in range(self.limit):
+            if self._stop.wait(self.interval):
+                return
+            try:
+                http_json(self.port, "POST", "/api/publish",
+                          {"channel": self.channel, "data": {"live": i, "pad": "y" * self.size}},
+                          self.key)
+            except OSError:
+                continue
+            self.sent += 1
 
 
 class StalledReplays:

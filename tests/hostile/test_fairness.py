@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import threading
 import time
 
 import pytest
@@ -115,31 +114,20 @@ def test_stalled_replays_are_bounded_and_cut(replay_srv):
     before = attacks.rss_kb(pid)
     baseline = replay_srv.socket_count()
 
-    stop = threading.Event()
-
-    def live() -> None:  # live messages for the channel all along: the replay holds fill
-        for i in range(2000):
-            if stop.wait(0.01):
-                return
-            attacks.http_json(port, "POST", "/api/publish",
-                              {"channel": channel, "data": {"live": i, "pad": "y" * 5000}})
-
-    publisher = threading.Thread(target=live, daemon=True)
-    publisher.start()
-    stalled = attacks.StalledReplays(port, minted["token"], channel, STALLED)
-    try:
-        peak = before
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            peak = max(peak, attacks.rss_kb(pid))
-            time.sleep(0.1)
-        stop.set()
-        publisher.join(10)
-        left = _server_sockets_back_to(replay_srv, baseline, 3.0)
-        peak = max(peak, attacks.rss_kb(pid))
-    finally:
-        stop.set()
-        stalled.close()
+    with attacks.LivePublisher(port, channel):  # the replay holds fill all along
+        stalled = attacks.StalledReplays(port, minted["token"], channel, STALLED)
+        try:
+            peak = before
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                peak = max(peak, attacks.rss_kb(pid))
+                time.sleep(0.1)
+        except BaseException:
+            stalled.close()
+            raise
+    left = _server_sockets_back_to(replay_srv, baseline, 3.0)
+    peak = max(peak, attacks.rss_kb(pid))
+    stalled.close()
     growth_mib = (peak - before) / 1024
     print(f"stalled replays: RSS {before / 1024:.0f} -> {peak / 1024:.0f} MiB, "
           f"{max(0, left - baseline)} left open")
