@@ -227,7 +227,7 @@ def test_pace_of_reads_settings_and_defaults():
     p = pace_of(S())
     assert p == Pace(1000, Pace().turn_messages, 0.0)
     assert p is pace_of(S())  # shared, not one per connection
-    assert p.write_timeout is None and p.message_cost == 1000 // Pace().turn_messages
+    assert p.write_timeout is None and p.message_cost == max(1, 1000 // Pace().turn_messages)
 
 
 def fill_socket(ws, peer):

@@ -282,6 +282,8 @@ class WebSocket(Transport, GeventWebSocketAPI):
         """This connection has had its turn: let every other greenlet run (and the hub poll
         for I/O) before it goes on, even though its socket may have more data already."""
         self._turn = self._pace.turn_bytes
+        if self._corked is not None:
+            self._uncork()  # what we owe goes out now, not from a greenlet spawned for it
         gevent.sleep(0)
 
     def _dropped(self, tail: bytes) -> None:

@@ -75,12 +75,12 @@ class WebSocketOptions:
                           "it is cut off, whatever the route is doing; 0 = no limit"},
     )
     turn_bytes: int = field(
-        default=256 * 1024,
+        default=1 * MIB,
         metadata={"help": "bytes one connection may read before the others get a turn, even "
                           "while it has more data waiting (fairness)"},
     )
     turn_messages: int = field(
-        default=64,
+        default=1024,
         metadata={"help": "messages one connection may hand its route before the others get a "
                           "turn, even while it has more waiting (fairness)"},
     )
