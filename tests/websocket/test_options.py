@@ -49,6 +49,9 @@ def test_any_prefix_and_already_typed_values():
     ({"WSAPP_PING_TIMEOUT": "-1"}, "ping_timeout: must not be negative, got -1.0"),
     ({"WSAPP_HANDSHAKE_TIMEOUT": "0"}, "handshake_timeout: must be greater than 0, got 0.0"),
     ({"WSAPP_DEFLATE_LEVEL": "10"}, "deflate_level: must be 1..9, got 10"),
+    ({"WSAPP_TURN_BYTES": "0"}, "turn_bytes: must be at least 1, got 0"),
+    ({"WSAPP_TURN_MESSAGES": "0"}, "turn_messages: must be at least 1, got 0"),
+    ({"WSAPP_SEND_TIMEOUT": "-1"}, "send_timeout: must not be negative, got -1.0"),
 ])
 def test_bad_values_give_one_line_naming_the_field(values, says):
     with pytest.raises(ValueError) as info:
