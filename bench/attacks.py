@@ -29,7 +29,7 @@ import struct
 import threading
 import time
 import zlib
-from typing import Any
+from typing import Any, Self
 
 from wsapp.websocket.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_frame, parse_header
 
@@ -183,23 +183,34 @@ class Flooder:
             thread.join(5)
 
 
-class FloodLoop:
-    """A flooder of `kind` that reconnects whenever the server closes it, for `seconds`."""
+class Background:
+    """An attack run by a thread of its own, as a context manager: `_run` until the context
+    ends (`_stop` is set) or its own deadline."""
 
-    def __init__(self, port: int, kind: str, seconds: float = 30.0) -> None:
-        self.port, self.kind, self.seconds = port, kind, seconds
-        self.connections = 0
-        self.close_codes: list[int | None] = []
+    def __init__(self) -> None:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> FloodLoop:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class FloodLoop(Background):
+    """A flooder of `kind` that reconnects whenever the server closes it, for `seconds`."""
+
+    def __init__(self, port: int, kind: str, seconds: float = 30.0) -> None:
+        super().__init__()
+        self.port, self.kind, self.seconds = port, kind, seconds
+        self.connections = 0
+        self.close_codes: list[int | None] = []
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.seconds
@@ -220,7 +231,7 @@ class FloodLoop:
             self.close_codes.append(flood.close_code)
 
 
-class Trickle:
+class Trickle(Background):
     """`count` connections sending their upgrade request one byte per `interval` each, from
     one thread; the server should time them out without anyone else noticing."""
 
@@ -229,17 +240,8 @@ class Trickle:
         self.port, self.count, self.interval, self.seconds = port, count, interval, seconds
         self.request = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nX-Pad: " + "a" * 4000).encode()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
         self.reconnects = 0
-
-    def __enter__(self) -> Trickle:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__()
 
     def _open(self) -> list:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
@@ -365,7 +367,7 @@ def fill_history(port: int, channel: str, count: int, size: int, key: str = "") 
             raise ConnectionError(f"publish answered {status}: {body}")
 
 
-class LivePublisher:
+class LivePublisher(Background):
     """Publishes ~`size`-byte messages to `channel` every `interval` s from a thread."""
 
     def __init__(self, port: int, channel: str, size: int = 5000, interval: float = 0.01,
@@ -373,16 +375,7 @@ class LivePublisher:
         self.port, self.channel, self.size, self.interval = port, channel, size, interval
         self.key, self.limit = key, limit
         self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> LivePublisher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        super().__init__()
 
     def _run(self) -> None:
         for i in range(self.limit):

@@ -10,6 +10,7 @@ import zlib
 import gevent
 import gevent.socket
 import pytest
+from test_protocol import MASK, f
 from wspeer import Peer
 
 from wsapp.websocket.connection import ConnectionClosed, WebSocket
@@ -32,12 +33,6 @@ from wsapp.websocket.frames import (
 )
 from wsapp.websocket.protocol import EV_DROPPED, EV_ERROR, EV_MESSAGE, Receiver
 from wsapp.websocket.tracker import ConnectionTracker
-
-MASK = b"\x11\x22\x33\x44"
-
-
-def f(opcode, payload=b"", fin=True, rsv1=False):
-    return build_frame(opcode, payload, fin=fin, rsv1=rsv1, mask=MASK)
 
 
 def receiver(messages=1000.0, nbytes=1e9, max_dropped=0, deflate=None, size=1 << 20):
