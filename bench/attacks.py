@@ -6,7 +6,7 @@ issue 12 looks on the wire.
   another thread reads what the server answers (so the server never waits on it) and notes
   the close code. Kinds: `plain` (1 MiB JSON text frames), `compressed` (permessage-deflate
   frames of ~1 KB that inflate to 1 MiB of JSON), `rate` (small valid requests, far over
-  the rate limit).
+  the rate limit), `oversize` (deflate frames of ~2 KB that inflate past the 1 MiB limit).
 - `FloodLoop`: a Flooder that comes back each time it is closed, for as long as asked.
 - `StalledReplays`: connections of one user that subscribe with `since=0` to a channel with
   a large history and never read again (tiny receive buffers); `LivePublisher` keeps live
@@ -35,7 +35,7 @@ from wsapp.websocket.frames import OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, build_fr
 
 MIB = 1024 * 1024
 _HUGE = 1 << 62
-KINDS = ("plain", "compressed", "rate")
+KINDS = ("plain", "compressed", "rate", "oversize")
 
 
 def upgrade(port: int, path: str = "/ws", *, extensions: str = "", rcvbuf: int = 0,
@@ -126,13 +126,15 @@ class Flooder:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}")
         self.kind = kind
-        extensions = "permessage-deflate" if kind == "compressed" else ""
+        extensions = "permessage-deflate" if kind in ("compressed", "oversize") else ""
         self.sock, rest = upgrade(port, extensions=extensions, timeout=seconds + 5)
         self.frames = Frames(self.sock, rest)
         if kind == "plain":
             self.batch = masked(OP_TEXT, json_of_size(size))
         elif kind == "compressed":
             self.batch = masked(OP_TEXT, deflated(json_of_size(size)), rsv1=True) * 16
+        elif kind == "oversize":
+            self.batch = masked(OP_TEXT, deflated(json_of_size(2 * size)), rsv1=True) * 16
         else:
             self.batch = b"".join(masked(OP_TEXT, b'{"op":"ping","t":1,"id":%d}' % i)
                                   for i in range(256))

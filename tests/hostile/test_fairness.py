@@ -49,23 +49,26 @@ def _answered_meanwhile(port: int, rounds: int = 8) -> dict[str, float]:
     return {kind: max(times) for kind, times in got.items()}
 
 
-@pytest.mark.parametrize("kind", ["plain", "compressed"])
+@pytest.mark.parametrize("kind", ["plain", "compressed", "oversize"])
 def test_a_flood_leaves_other_clients_answered(srv, kind):
-    """While one connection floods, another's ping op and /healthz answer within 1 s."""
-    with attacks.Flooder(srv.port, kind, seconds=20.0) as flood:
+    """While one client floods (reconnecting whenever it is closed), another's ping op and
+    /healthz answer within 1 s."""
+    with attacks.FloodLoop(srv.port, kind, seconds=20.0) as flood:
         time.sleep(0.5)  # the flood is on
         slowest = _answered_meanwhile(srv.port)
         assert slowest["ws_ping"] < BOUND, slowest
         assert slowest["healthz"] < BOUND, slowest
-        assert flood.sent > 0
+        assert flood.connections > 0
 
 
-@pytest.mark.parametrize("kind", attacks.KINDS)
-def test_a_flooder_over_its_budget_is_closed_with_1008(srv, kind):
-    """Frames over the rate budget are dropped unread; one that keeps on is closed (1008)."""
+@pytest.mark.parametrize("kind,code", [("plain", 1008), ("compressed", 1008), ("rate", 1008),
+                                       ("oversize", 1009)])
+def test_a_flooder_over_its_limits_is_closed(srv, kind, code):
+    """Frames over the rate budget are dropped unread; one that keeps on is closed (1008);
+    one that inflates past max_message_size at once (1009)."""
     with attacks.Flooder(srv.port, kind, seconds=20.0) as flood:
         assert flood.ended.wait(15), f"{kind} flood still open after 15 s"
-        assert flood.close_code == 1008, flood.close_code
+        assert flood.close_code == code, flood.close_code
     srv.assert_echo()
     assert "Traceback" not in srv.log()
 
