@@ -124,7 +124,8 @@ def test_a_data_dir_that_is_a_file_is_refused_at_start(tmp_path):
     ("--broker", "kafka://k", "--broker: unsupported URL"),
     ("--quota", "promo=lots", "bad quota"), ("--jwt-algorithm", "HS512", "--jwt-algorithm"),
     ("--secret", "short", "--secret: at least 32 bytes"), ("--channels", "{not json", "--channels"),
-    ("--url-prefix", "rt/", "--url-prefix"),
+    ("--url-prefix", "rt/", "--url-prefix"), ("--turn-bytes", "0", "--turn-bytes"),
+    ("--send-timeout", "soon", "--send-timeout"), ("--max-replay-hold", "-5", "--max-replay-hold"),
 ])
 def test_bad_engine_and_policy_settings_fail_at_start(flag, value, says, capsys):
     with pytest.raises(SystemExit) as exc:

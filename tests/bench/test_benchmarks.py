@@ -81,3 +81,18 @@ def test_cluster_bench_broadcast(tmp_path: Path) -> None:
     assert part["connections"] == 200 and part["processes"] == 2, part
     assert part["undelivered"] == 0, part
     assert positive(part["last_delivery_ms_p99"]), part
+
+
+def test_hostile_bench(tmp_path: Path) -> None:
+    """A well-behaved client's round trips under each attack, as ratios to no attack."""
+    out = tmp_path / "hostile.json"
+    done = run("hostile.py", "--quick", "--json", str(out), timeout=120)
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"none", "plain", "compressed", "rate", "stalled", "trickle"}
+    for name, ratios in data["ratios"].items():
+        for key in ("ws_ping_p50_ms", "ws_ping_p99_ms", "healthz_p50_ms", "healthz_p99_ms"):
+            assert positive(ratios[key]), (name, key, ratios)
+    for name, result in data["results"].items():
+        assert result["ws_ping"]["p99_ms"] < 1000 and result["healthz"]["p99_ms"] < 1000, \
+            (name, result)  # the promise the fairness tests make, here under each attack
+    assert "compressed" in done.stdout

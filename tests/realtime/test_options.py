@@ -19,6 +19,8 @@ def test_extends_the_websocket_options():
     ({"WSAPP_HISTORY_SIZE": "0"}, "history_size"),  # its own check
     ({"WSAPP_PUSH_TTL": "0"}, "push_ttl"),
     ({"WSAPP_MAX_MESSAGE_SIZE": "0"}, "max_message_size"),  # the layer below's, via super()
+    ({"WSAPP_MAX_REPLAY_HOLD": "0"}, "max_replay_hold: must be at least 1"),
+    ({"WSAPP_MAX_DROPPED": "-1"}, "max_dropped: must not be negative"),
 ])
 def test_validate_checks_both_layers(values, says):
     with pytest.raises(ValueError, match=says):

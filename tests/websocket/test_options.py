@@ -17,7 +17,8 @@ from wsapp.websocket.options import (
 WEBSOCKET_FIELDS = {"max_message_size", "max_fragments", "ping_interval", "ping_timeout",
                     "handshake_timeout", "close_timeout", "max_connections", "allowed_origins",
                     "deflate", "deflate_level", "max_connections_per_ip", "max_backlog",
-                    "max_body_size", "body_timeout", "allowed_hosts"}
+                    "max_body_size", "body_timeout", "allowed_hosts",
+                    "send_timeout", "turn_bytes", "turn_messages"}
 
 
 def test_holds_exactly_the_websocket_layer_settings():
@@ -49,6 +50,9 @@ def test_any_prefix_and_already_typed_values():
     ({"WSAPP_PING_TIMEOUT": "-1"}, "ping_timeout: must not be negative, got -1.0"),
     ({"WSAPP_HANDSHAKE_TIMEOUT": "0"}, "handshake_timeout: must be greater than 0, got 0.0"),
     ({"WSAPP_DEFLATE_LEVEL": "10"}, "deflate_level: must be 1..9, got 10"),
+    ({"WSAPP_TURN_BYTES": "0"}, "turn_bytes: must be at least 1, got 0"),
+    ({"WSAPP_TURN_MESSAGES": "0"}, "turn_messages: must be at least 1, got 0"),
+    ({"WSAPP_SEND_TIMEOUT": "-1"}, "send_timeout: must not be negative, got -1.0"),
 ])
 def test_bad_values_give_one_line_naming_the_field(values, says):
     with pytest.raises(ValueError) as info:

@@ -5,6 +5,32 @@ from __future__ import annotations
 from wsapp.websocket.connection import WebSocket
 
 
+class Hold(list[str]):
+    """Live messages held for one connection while history replays to it, with their size:
+    the hub cuts the connection off rather than let it pass max_replay_hold bytes."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def add(self, text: str, limit: int) -> bool:
+        """Hold `text` if the hold stays within `limit` bytes (characters: the same for the
+        JSON envelopes held here, close enough otherwise); False, holding nothing, if not."""
+        if self.size + len(text) > limit:
+            return False
+        self.append(text)
+        self.size += len(text)
+        return True
+
+    def take(self) -> str:
+        """The oldest held message, no longer held."""
+        text = self.pop(0)
+        self.size -= len(text)
+        return text
+
+
 class Client:
     """One /ws connection as the hub sees it."""
 
@@ -15,7 +41,7 @@ class Client:
         self.user = user
         self.id = client_id
         self.channels: set[str] = set()
-        self.replaying: dict[str, list[str]] = {}  # channel -> live texts held during replay
+        self.replaying: dict[str, Hold] = {}  # channel -> live texts held during replay
         # channel -> an offset this connection has every message up to: its own `since`, or
         # what a replay sent it. A process catching up after an outage skips those (recovery).
         # Made on the first `since`: most connections never need one.

@@ -315,12 +315,13 @@ class Hub(Recovery, Operations):
             subs = {c for c in subs if c.position(channel) < again}
         if self._replays:
             live = []
+            hold_limit = self.settings.max_replay_hold
             for client in subs:
                 held = client.replaying.get(channel)
                 if held is None:
                     live.append(client)
-                else:
-                    held.append(text)
+                elif not held.add(text, hold_limit) and not client.ws.closed:
+                    self._cut_slow(client, "slow consumer (replay hold)")
             subs = live
         sent = self.fan_out(subs, text)
         if sent and channel.startswith("user:"):
@@ -363,12 +364,13 @@ class Hub(Recovery, Operations):
             self.on_fanout(time.perf_counter() - started)
         return sent
 
-    def _cut_slow(self, client: Client) -> None:
+    def _cut_slow(self, client: Client, why: str = "slow consumer") -> None:
+        """Close a client that does not keep up with 1008 (it reconnects with `since`)."""
         TRAFFIC.slow_consumer_drops += 1
-        log.warning("slow consumer %s (user %s): %d bytes queued, closing with 1008",
+        log.warning("%s %s (user %s): %d bytes queued, closing with 1008", why,
                     client.ws.peer, client.user, client.ws.backlog)
         self.disconnect(client)
-        gevent.spawn(client.ws.terminate, CLOSE_POLICY_VIOLATION, "slow consumer")
+        gevent.spawn(client.ws.terminate, CLOSE_POLICY_VIOLATION, why)
 
     # -- figures ---------------------------------------------------------------------
 

@@ -1,33 +1,13 @@
-"""Token buckets for per-connection rate limits."""
+"""Per-user push quotas; the token bucket the rate limits use lives in the WebSocket layer
+(wsapp.websocket.fairness), which applies them from frame headers."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
+from wsapp.websocket.fairness import TokenBucket
 
-class TokenBucket:
-    """`rate` units per second with bursts up to `burst`; `take(n)` says whether n fit."""
-
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        self.rate = rate
-        self.burst = burst if burst is not None else 2 * rate
-        self.tokens = self.burst
-        self.stamp = time.monotonic()
-
-    def take(self, n: float = 1.0) -> bool:
-        """Spend `n` tokens if available; a rate of 0 or less means unlimited."""
-        if self.rate <= 0:
-            return True
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= n:
-            self.tokens -= n
-            return True
-        return False
+__all__ = ["TokenBucket", "applicable_quotas", "parse_quotas", "window_name"]
 
 
 _WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}

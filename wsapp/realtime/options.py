@@ -32,6 +32,17 @@ class RealtimeOptions(WebSocketOptions):
     rate_bytes: float = field(
         default=1 * MIB, metadata={"help": "bytes/s a /ws connection may send (burst 2x)"}
     )
+    max_dropped: int = field(
+        default=100,
+        metadata={"help": "messages over the rate limit dropped within 10 s before the "
+                          "connection is closed with 1008; 0 = never closed"},
+    )
+    max_replay_hold: int = field(
+        default=1 * MIB,
+        metadata={"help": "bytes of live messages held for one connection while its history "
+                          "replays; past it the connection is closed (1008) and resumes with "
+                          "since"},
+    )
     max_subscriptions: int = field(
         default=100, metadata={"help": "channels one /ws connection may subscribe to"}
     )
@@ -125,8 +136,8 @@ class RealtimeOptions(WebSocketOptions):
         """Raise ValueError naming the first setting out of range; return self."""
         super().validate()
         self.check(at_least_one=("max_subscriptions", "max_publish_size", "history_size",
-                                 "rpc_concurrency"),
-                   not_negative=("rate_messages", "rate_bytes"),
+                                 "rpc_concurrency", "max_replay_hold"),
+                   not_negative=("rate_messages", "rate_bytes", "max_dropped"),
                    positive=("token_ttl", "history_ttl", "push_ttl", "key_ttl"))
         if self.max_body_size < self.max_publish_size + BODY_SLACK:
             raise ValueError(f"max_body_size: {self.max_body_size} bytes cannot carry a publish "

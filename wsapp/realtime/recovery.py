@@ -2,7 +2,14 @@
 
 Three ways to miss messages, one discipline. While history is being sent, live messages for
 the same channel are *held* behind it and released afterwards minus those the history already
-carried, so nobody sees a gap, a duplicate, or an offset out of order at the seam:
+carried, so nobody sees a gap, a duplicate, or an offset out of order at the seam.
+
+Bounded, for a client that stops reading: history goes out through the connection's backlog
+(`WebSocket.put`, the fan-out's `max_backlog`, waiting at most `send_timeout` for room), and
+a client's hold keeps at most `max_replay_hold` bytes. Past either, the connection is closed
+with 1008 (a slow consumer); the client reconnects with `since` and loses nothing. Measured
+before: eight non-reading replays of one user took the process from 50 to 572 MiB, and
+stayed open.
 
 - `subscribe_replay` — a client subscribing with `since` (it reconnected): history after
   `since`, then the live messages held for it;
@@ -30,16 +37,21 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 
-from wsapp.realtime.client import Client
+from wsapp.realtime.client import Client, Hold
 from wsapp.realtime.engines.base import Store
 from wsapp.realtime.exceptions import RequestError
 from wsapp.realtime.messages import envelope_offset, message
 from wsapp.realtime.pipeline import Pipeline, now_ms
+from wsapp.websocket.frames import OP_TEXT, build_frame
 
 if TYPE_CHECKING:
     from wsapp.realtime.options import RealtimeOptions
 
 log = logging.getLogger(__name__)
+
+# History is read for a replay this many messages at a time: a client that stops reading
+# pins one page (plus its backlog and hold), not the channel's whole history.
+REPLAY_PAGE = 50
 
 
 class Recovery:
@@ -69,6 +81,18 @@ class Recovery:
     def _dispatch(self, channel: str, text: str, again: int | None = None) -> None:
         raise NotImplementedError
 
+    def _cut_slow(self, client: Client, why: str = "slow consumer") -> None:
+        raise NotImplementedError
+
+    def _replay_send(self, client: Client, text: str) -> None:
+        """Send one replayed message through the connection's bounded backlog; a client that
+        does not make room within send_timeout is cut off (ConnectionClosed here)."""
+        ws = client.ws
+        if not ws.put(build_frame(OP_TEXT, text.encode("utf-8")), self.settings.max_backlog):
+            if not ws.closed:
+                self._cut_slow(client, "slow consumer (replay)")
+            raise ws.closed_error()
+
     def _history_size(self, channel: str) -> int:
         """How much history `channel` keeps (all of it may need replaying)."""
         keep = self.history_of(channel)
@@ -90,31 +114,43 @@ class Recovery:
         # It has everything up to `since`, even if the replay fails (the store is down): a
         # catch-up of this process never sends it those again.
         client.has_up_to(channel, since)
-        held = client.replaying[channel] = []
+        held = client.replaying[channel] = Hold()
         self._replays += 1
         try:
             self.subscribe(client, channel)
-            history = self.store.history(channel, since, self._history_size(channel))
+            size = self._history_size(channel)
+            history = self.store.history(channel, since, min(size, REPLAY_PAGE))
+            last_offset = history["last_offset"]
             last_sent = since
-            for m in history["messages"]:
-                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], m["from"],
-                                       m["ts"]))
-                last_sent = m["offset"]
-            replayed = len(history["messages"])
+            replayed = 0
+            while True:  # at most `size` messages, a page at a time
+                messages = history["messages"]
+                full = len(messages) == min(size - replayed, REPLAY_PAGE)
+                replayed += len(messages)
+                for m in messages:
+                    self._replay_send(client, message(channel, m["offset"], m["msg"],
+                                                      m["data"], m["from"], m["ts"]))
+                    last_sent = m["offset"]
+                if not full or not messages or replayed >= size:
+                    break
+                del messages, history["messages"]  # sent: let the page go before the next
+                page = self.store.history(channel, last_sent, min(size - replayed, REPLAY_PAGE))
+                history["messages"] = page["messages"]
+                last_offset = max(last_offset, page["last_offset"])
             while held:  # no yield between the last check and leaving replay mode
-                text = held.pop(0)
+                text = held.take()
                 offset = envelope_offset(channel, text)
                 if offset is None:  # a live, unstored message: never in history
-                    client.ws.send(text)
+                    self._replay_send(client, text)
                 elif offset > last_sent:
-                    client.ws.send(text)
+                    self._replay_send(client, text)
                     last_sent = offset
             client.has_up_to(channel, last_sent)  # before live delivery reaches it again
         finally:
             del client.replaying[channel]
             self._replays -= 1
-        self._delivered.setdefault(channel, max(last_sent, history["last_offset"]))
-        return {"offset": max(last_sent, history["last_offset"]), "replayed": replayed,
+        self._delivered.setdefault(channel, max(last_sent, last_offset))
+        return {"offset": max(last_sent, last_offset), "replayed": replayed,
                 "first_offset": history["first_offset"],
                 "history_lost": history["first_offset"] > since + 1}
 
@@ -124,21 +160,22 @@ class Recovery:
         if user is None:
             return 0
         channel = f"user:{user}"
-        held = client.replaying[channel] = []
+        held = client.replaying[channel] = Hold()
         self._replays += 1
         sent_ids: set[str] = set()
         try:
             self.subscribe(client, channel)
             pending = self.store.pending(user, now_ms())
-            for m in pending:
-                client.ws.send(message(channel, m["offset"], m["msg"], m["data"], None, m["ts"]))
-                sent_ids.add(m["msg"])
             if pending:  # every unacked message up to there: a catch-up need not send them
                 client.has_up_to(channel, max(m["offset"] for m in pending))
+            for m in pending:
+                self._replay_send(client, message(channel, m["offset"], m["msg"], m["data"],
+                                                  None, m["ts"]))
+                sent_ids.add(m["msg"])
             while held:
-                text = held.pop(0)
+                text = held.take()
                 if json.loads(text)["msg"] not in sent_ids:
-                    client.ws.send(text)
+                    self._replay_send(client, text)
         finally:
             del client.replaying[channel]
             self._replays -= 1

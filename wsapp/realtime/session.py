@@ -12,6 +12,7 @@ the request's id — Reject's code, or what the app's on_error handlers make of 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,6 @@ from flask import copy_current_request_context
 from wsapp.realtime.auth import Identity
 from wsapp.realtime.client import Client
 from wsapp.realtime.exceptions import Reject, RequestError
-from wsapp.realtime.limits import TokenBucket
 from wsapp.realtime.messages import dumps, error, loads, ok, parse_request
 from wsapp.websocket.exceptions import WebSocketError
 
@@ -31,20 +31,34 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _request_id(raw: str | bytes) -> Any:
-    """The request's id if it has one (for error replies to frames not otherwise parsed)."""
+# A request's id read from the last bytes of a message that is not parsed (one dropped over
+# the rate limit): `..., "id": 7}` at the very end, as wsapp.js writes it. Best effort: the
+# reply only ever goes back to the sender, and a message not written so gets id null.
+_TAIL_ID = re.compile(rb'[,{]\s*"id"\s*:\s*(-?\d{1,15}|"[^"\\]{0,64}")\s*}\s*$')
+
+
+def tail_request_id(tail: bytes) -> Any:
+    """The id of a dropped request from its last bytes (at most 512, so this costs little):
+    a small request is all there and parsed; of a larger one, an id written last (_TAIL_ID).
+    None when neither shows one."""
     try:
-        req = loads(raw)  # strict: an id of NaN or 1e999 could not be sent back
+        req = loads(tail)  # strict: an id of NaN or 1e999 could not be sent back
         return req.get("id") if isinstance(req, dict) else None
-    except (ValueError, TypeError, RecursionError):
+    except (ValueError, RecursionError):
+        pass
+    match = _TAIL_ID.search(tail)
+    if match is None:
+        return None
+    try:
+        return loads(match.group(1))
+    except ValueError:
         return None
 
 
 class Session:
     """Handles the messages of one /ws client."""
 
-    __slots__ = ("state", "hub", "client", "identity", "settings", "msg_bucket",
-                 "byte_bucket", "rpcs")
+    __slots__ = ("state", "hub", "client", "identity", "settings", "rpcs")
 
     def __init__(self, state: AppState, client: Client, identity: Identity | None) -> None:
         self.state = state
@@ -52,9 +66,11 @@ class Session:
         self.client = client
         self.identity = identity
         self.settings = state.settings
-        self.msg_bucket = TokenBucket(self.settings.rate_messages)
-        self.byte_bucket = TokenBucket(self.settings.rate_bytes)
         self.rpcs: set[gevent.Greenlet] = set()
+        # The rate limit is applied by the WebSocket layer from frame headers: a message over
+        # it is dropped before it is read, inflated or parsed, and never reaches handle().
+        client.ws.limit_rate(self.settings.rate_messages, self.settings.rate_bytes,
+                             self.settings.max_dropped, self.dropped)
 
     def welcome(self) -> str:
         """The first frame the client gets."""
@@ -86,11 +102,20 @@ class Session:
 
     # -- requests ----------------------------------------------------------------------
 
+    def dropped(self, tail: bytes) -> None:
+        """A message over the rate limit was dropped unread: say so, with its id if its last
+        bytes show one."""
+        try:
+            self.client.ws.send(error(tail_request_id(tail), "rate_limited", "too many "
+                                      "messages or bytes per second; message dropped"))
+        except WebSocketError:
+            pass  # gone meanwhile: nobody to tell
+
     def handle(self, raw: str | bytes, size: int) -> str | None:
-        """The reply to one incoming frame of `size` payload bytes (None: nothing to say)."""
-        if not self.msg_bucket.take(1) or not self.byte_bucket.take(size):
-            return error(_request_id(raw), "rate_limited", "too many messages or bytes per "
-                         "second; message dropped")
+        """The reply to one incoming frame of `size` payload bytes (None: nothing to say).
+
+        WebSocketError (the connection ended while a reply, e.g. a replay, was being sent)
+        goes to the route, which ends."""
         if isinstance(raw, bytes):
             return error(None, "binary_not_supported", "send JSON text frames")
         request_id = None
@@ -101,6 +126,8 @@ class Session:
         except RequestError as exc:
             return error(exc.request_id if exc.request_id is not None else request_id,
                          exc.code, exc.reason)
+        except WebSocketError:
+            raise
         except Exception as exc:
             return self.failed(exc, request_id, raw)
 

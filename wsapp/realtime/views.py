@@ -12,6 +12,7 @@ from wsapp.realtime.auth import api_key_ok
 from wsapp.realtime.exceptions import Reject
 from wsapp.realtime.session import Session
 from wsapp.realtime.state import state_of
+from wsapp.websocket.exceptions import WebSocketError
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR
 
 bp = Blueprint("wsapp", __name__)
@@ -60,6 +61,8 @@ def ws_endpoint() -> str:
             reply = session.handle(raw, ws.last_message_size)
             if reply is not None:
                 ws.send(reply)
+    except WebSocketError:
+        pass  # cut off while sending (a slow reader, a send timeout): nothing more to do
     finally:
         hub.disconnect(client)
         session.finished()

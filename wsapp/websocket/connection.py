@@ -17,6 +17,12 @@ send lock, corked replies, the fan-out backlog, tearing TCP down) is `Transport`
 
 Memory matters (tens of thousands of idle connections): nothing is buffered while idle, and
 the per-connection state is a handful of slots.
+
+Fairness (wsapp.websocket.fairness): receive() yields to the other greenlets once the
+connection has used its turn (`Pace.turn_bytes` read, or `turn_messages` messages at
+`message_cost` each), even while its socket has data, so one peer that floods cannot freeze
+the process; `limit_rate()` installs a message budget that drops what is over it from the
+frame headers alone, before it costs anything, and closes with 1008 a peer that insists.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gevent
 from gevent import getcurrent
@@ -34,6 +40,7 @@ from gevent.exceptions import ConcurrentObjectUseError
 
 from wsapp.websocket.compat import GeventWebSocketAPI
 from wsapp.websocket.exceptions import ConnectionClosed
+from wsapp.websocket.fairness import DEFAULT_PACE, MessageBudget, Pace
 from wsapp.websocket.frames import (
     CLOSE_NO_STATUS,
     CLOSE_NORMAL,
@@ -48,6 +55,7 @@ from wsapp.websocket.frames import (
 from wsapp.websocket.logsoon import log_soon
 from wsapp.websocket.protocol import (
     EV_CLOSE,
+    EV_DROPPED,
     EV_ERROR,
     EV_MESSAGE,
     EV_PING,
@@ -78,14 +86,14 @@ class WebSocket(Transport, GeventWebSocketAPI):
     # `handler` fills the one slot free in this object's 256-byte allocation: it costs nothing.
     __slots__ = ("environ", "handler", "subprotocol", "extensions", "last_seen", "ping_sent_at",
                  "opened_at", "_receiver", "_pending", "_ppos", "last_message_size", "_reader",
-                 "_deflate", "_cork_owner", "__weakref__")
+                 "_deflate", "_cork_owner", "_turn", "__weakref__")
 
     def __init__(self, sock: socket.socket, environ: dict, *, max_message_size: int,
                  max_fragments: int = 4096, deflate: Any = None, close_timeout: float = 3.0,
                  accept: Callable[[], None] | None = None, initial: bytes = b"",
                  subprotocol: str | None = None, extensions: str | None = None,
-                 handler: Any = None) -> None:
-        super().__init__(sock, accept=accept, close_timeout=close_timeout)
+                 handler: Any = None, pace: Pace = DEFAULT_PACE) -> None:
+        super().__init__(sock, accept=accept, close_timeout=close_timeout, pace=pace)
         self.environ = environ
         self.handler = handler  # the WSGI handler serving it (gevent-websocket's ws.handler)
         self.subprotocol = subprotocol  # the one agreed (`protocol` is the header asked for)
@@ -93,6 +101,7 @@ class WebSocket(Transport, GeventWebSocketAPI):
         self.opened_at = self.last_seen = time.monotonic()
         self.ping_sent_at = 0.0
         self._receiver = Receiver(max_message_size, max_fragments, deflate=deflate)
+        self._receiver.work_limit = pace.turn_bytes
         # Events parsed but not yet consumed, walked by index (a batch can hold hundreds).
         self._pending: list | tuple = self._receiver.feed(initial) if initial else ()
         self._ppos = 0
@@ -100,12 +109,24 @@ class WebSocket(Transport, GeventWebSocketAPI):
         self._reader = None  # the greenlet inside receive(), if any
         self._deflate = deflate
         self._cork_owner = None  # the greenlet that got the last message from receive()
+        self._turn = pace.turn_bytes  # work left before this connection lets others run
 
     # -- state -------------------------------------------------------------------------
 
     # `closed` (ConnectionState): the receiver stopping on a close frame or a protocol error
     # does not count until receive() reaches that event: messages parsed before it are still
     # answered, and the close that follows carries the right code (Autobahn 3.2, 4.1.3, 5.15).
+
+    def limit_rate(self, messages_per_s: float, bytes_per_s: float, max_dropped: int = 0,
+                   on_drop: Callable[[bytes], None] | None = None) -> MessageBudget:
+        """Drop incoming messages over `messages_per_s` or `bytes_per_s` (bursts of 2x) from
+        their frame headers, before their payload is unmasked, inflated or decoded: receive()
+        never returns them, and `on_drop(tail)` is called instead (tail: up to 512 last
+        payload bytes when known cheaply, else b""). More than `max_dropped` drops within
+        10 s close the connection with 1008 (0: never). Returns the budget installed."""
+        budget = MessageBudget(messages_per_s, bytes_per_s, max_dropped, on_drop)
+        self._receiver.budget = budget
+        return budget
 
     @property
     def receiving(self) -> bool:
@@ -200,8 +221,14 @@ class WebSocket(Transport, GeventWebSocketAPI):
                     self.last_message_size = size
                     TRAFFIC.messages_in += 1
                     TRAFFIC.bytes_in += size
+                    self._turn -= self._pace.message_cost
+                    if self._turn <= 0:
+                        self._yield_turn()
                     self._cork_owner = getcurrent()
                     return value
+                if kind == EV_DROPPED:
+                    self._dropped(value)
+                    continue
                 if kind == EV_PING:
                     self._send_control(OP_PONG, value)
                 elif kind == EV_PONG:
@@ -229,6 +256,14 @@ class WebSocket(Transport, GeventWebSocketAPI):
             return False
         if self._corked is not None:
             self._uncork()  # about to wait for input: everything we owe goes out first
+        if self._turn <= 0 or self._receiver.paused:
+            self._yield_turn()
+            if self.state == CLOSED:
+                return False
+        if self._receiver.paused:  # the last read is not all parsed yet: go on with it
+            self._pending = self._receiver.feed(b"")
+            self._ppos = 0
+            return True
         try:
             data = read(self._sock)
         except OSError:
@@ -238,20 +273,38 @@ class WebSocket(Transport, GeventWebSocketAPI):
             self.current_app.on_close("Connection closed")  # as gevent-websocket tells it
             return False
         self.last_seen = time.monotonic()
+        self._turn -= len(data)
         self._pending = self._receiver.feed(data)
         self._ppos = 0
         return True
 
+    def _yield_turn(self) -> None:
+        """This connection has had its turn: let every other greenlet run (and the hub poll
+        for I/O) before it goes on, even though its socket may have more data already."""
+        self._turn = self._pace.turn_bytes
+        if self._corked is not None:
+            self._uncork()  # what we owe goes out now, not from a greenlet spawned for it
+        gevent.sleep(0)
+
+    def _dropped(self, tail: bytes) -> None:
+        """A message over the budget was dropped: tell the budget's owner."""
+        budget = self._receiver.budget
+        if budget is not None and budget.on_drop is not None:
+            budget.on_drop(tail)
+
     def _next_event(self) -> ParsedEvent | None:
         """The next parsed event as it is, reading as needed (read_frame's source); None
         when no more will come. The caller holds the reader's place."""
-        while self._ppos >= len(self._pending):
-            self._pending, self._ppos = (), 0
-            if not self._fill():
-                return None
-        event = self._pending[self._ppos]
-        self._ppos += 1
-        return event
+        while True:
+            while self._ppos >= len(self._pending):
+                self._pending, self._ppos = (), 0
+                if not self._fill():
+                    return None
+            event = self._pending[self._ppos]
+            self._ppos += 1
+            if event[0] != EV_DROPPED:
+                return event
+            self._dropped(cast(bytes, event[1]))
 
     def _raw_read(self, size: int) -> bytes:
         """Up to `size` bytes straight from the socket (gevent-websocket's raw_read): fewer

@@ -272,6 +272,18 @@ class PerMessageDeflate:
             return zlib.decompressobj(-bits, zdict=history[-(1 << bits):])
         return zlib.decompressobj(-bits)
 
+    @property
+    def keeps_context(self) -> bool:
+        """Whether the inflater carries context from one message to the next (then even a
+        message that is dropped must be inflated, or later ones would not decode)."""
+        return not self.params.client_no_context_takeover
+
+    def abandon(self) -> None:
+        """Forget the incoming message part way (it was dropped); only without context
+        takeover, where nothing later refers back to it."""
+        self._inflater = None
+        self._message_fed = self._stream_start = False
+
     def _end_message(self) -> None:
         self._message_fed = False
         if self.params.client_no_context_takeover:

@@ -37,6 +37,7 @@ from geventwebsocket.handler import WebSocketHandler as _StockHandler
 from wsapp.websocket.clients import ClientMap
 from wsapp.websocket.connection import WebSocket
 from wsapp.websocket.exceptions import BodyTimeout, HandshakeRejected, HandshakeTimeout
+from wsapp.websocket.fairness import pace_of
 from wsapp.websocket.frames import CLOSE_INTERNAL_ERROR, CLOSE_NORMAL
 from wsapp.websocket.handshake import Request, accept, refusal_bytes, response_bytes
 from wsapp.websocket.httpguard import NOSNIFF, host_allowed, redact_query
@@ -301,7 +302,7 @@ class WebSocketHandler(_StockHandler):
                        max_fragments=s.max_fragments, deflate=agreed.deflate,
                        close_timeout=s.close_timeout, accept=self._accept,
                        initial=self._take_buffered_input(), subprotocol=agreed.protocol,
-                       extensions=agreed.extensions, handler=self)
+                       extensions=agreed.extensions, handler=self, pace=pace_of(s))
         self.websocket = ws
         env["wsgi.websocket"] = ws
         env["wsgi.websocket_version"] = "13"

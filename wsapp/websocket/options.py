@@ -92,6 +92,21 @@ class WebSocketOptions:
         metadata={"help": "comma-separated Host names served ('*' = any; empty: loopback names "
                           "when listening on loopback, else any); 421 otherwise"},
     )
+    send_timeout: float = field(
+        default=30.0,
+        metadata={"help": "seconds a peer may take no bytes we send (its buffers full) before "
+                          "it is cut off, whatever the route is doing; 0 = no limit"},
+    )
+    turn_bytes: int = field(
+        default=1 * MIB,
+        metadata={"help": "bytes one connection may read before the others get a turn, even "
+                          "while it has more data waiting (fairness)"},
+    )
+    turn_messages: int = field(
+        default=1024,
+        metadata={"help": "messages one connection may hand its route before the others get a "
+                          "turn, even while it has more waiting (fairness)"},
+    )
 
     def validate(self: T) -> T:
         """Raise ValueError naming the first setting out of range; return self.
@@ -99,9 +114,9 @@ class WebSocketOptions:
         Each layer's subclass checks its own fields after calling this.
         """
         self.check(at_least_one=("max_message_size", "max_fragments", "max_connections",
-                                 "max_backlog", "max_body_size"),
+                                 "max_backlog", "max_body_size", "turn_bytes", "turn_messages"),
                    not_negative=("ping_interval", "ping_timeout", "close_timeout",
-                                 "max_connections_per_ip"),
+                                 "max_connections_per_ip", "send_timeout"),
                    positive=("handshake_timeout", "body_timeout"))
         for name in self.hosts():
             if not HOST_NAME.fullmatch(name):

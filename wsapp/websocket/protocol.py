@@ -7,6 +7,17 @@ and text is decoded incrementally as its bytes arrive, so invalid UTF-8 fails fa
 the frame, and each byte is validated exactly once. Any violation raises ProtocolError with
 the close code to send; after a close frame, input is ignored.
 
+With a `budget` (wsapp.websocket.fairness.MessageBudget) a data message is admitted when its
+first frame header arrives; one over the budget is *dropped*: its payload is skipped, never
+unmasked, decoded or (without context takeover) inflated, and it ends as one EV_DROPPED
+event. A compressed message is charged what it inflates to, as it inflates, and dropped the
+moment it passes the budget. Too many drops end the input with a 1008 ProtocolError.
+
+Inflating is the one step whose cost the wire does not show (1 KB can become 1 MiB): once a
+feed() has inflated more than `work_limit` bytes it stops, sets `paused` and keeps the rest
+of its input; `feed(b"")` goes on from there. So the connection can let others run between
+two pieces of one read.
+
 `encode_message` builds the bytes of an outgoing data message (compressed when the
 connection negotiated deflate and the message is worth it).
 """
@@ -20,6 +31,7 @@ from wsapp.websocket.exceptions import ProtocolError
 from wsapp.websocket.frames import (
     CLOSE_INVALID_DATA,
     CLOSE_MESSAGE_TOO_BIG,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_PROTOCOL_ERROR,
     OP_BINARY,
     OP_CLOSE,
@@ -36,6 +48,9 @@ from wsapp.websocket.frames import (
 
 if TYPE_CHECKING:
     from wsapp.websocket.deflate import PerMessageDeflate
+    from wsapp.websocket.fairness import MessageBudget
+
+_DROPPED = b"\x00dropped"  # (by identity) a message the budget refused part way
 
 # Events are (kind, value) tuples: cheap to make on the per-message hot path.
 EV_MESSAGE = 0  # value: str (text) or bytes (binary)
@@ -43,6 +58,7 @@ EV_PING = 1  # value: payload bytes
 EV_PONG = 2  # value: payload bytes
 EV_CLOSE = 3  # value: (code, reason)
 EV_ERROR = 4  # value: ProtocolError; always the last event, nothing is parsed after it
+EV_DROPPED = 5  # value: up to MessageBudget.TAIL last payload bytes (b"" if not known)
 Event = tuple[int, str | bytes | tuple[int, str] | ProtocolError]
 
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
@@ -51,6 +67,7 @@ _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
 # The most a read can leave unparsed: a header, or a control frame's header and payload
 # (data payloads are taken as they arrive).
 _MAX_CARRY = 14 + 125
+_TAIL = 512  # payload bytes kept of a dropped message (MessageBudget.TAIL): a small one whole
 
 
 class Receiver:
@@ -58,7 +75,8 @@ class Receiver:
 
     __slots__ = ("_buf", "_max_size", "_max_fragments", "_deflate", "_mask_required",
                  "_head", "_done", "_message_op", "_fragments", "_size", "_parts",
-                 "_decoder", "_compressed", "closed")
+                 "_decoder", "_compressed", "closed", "budget", "_drop", "_tail", "work",
+                 "work_limit", "paused")
 
     def __init__(self, max_message_size: int, max_fragments: int = 4096, *,
                  deflate: PerMessageDeflate | None = None, mask_required: bool = True) -> None:
@@ -76,6 +94,12 @@ class Receiver:
         self._decoder: codecs.IncrementalDecoder | None = None
         self._compressed = False
         self.closed = False  # a close frame was received; nothing after it is parsed
+        self.budget: MessageBudget | None = None  # messages/bytes per second, from headers
+        self._drop = False  # the open message is over the budget: its payload is skipped
+        self._tail = b""  # the last payload bytes of a dropped message (for its request id)
+        self.work = 0  # bytes inflated by the current feed()
+        self.work_limit = 1 << 62  # ... past which it pauses (the connection sets its turn)
+        self.paused = False  # the last feed() stopped early: feed(b"") resumes it
 
     @property
     def buffered(self) -> int:
@@ -91,6 +115,8 @@ class Receiver:
         if self.closed:
             return []
         events: list[Event] = []
+        self.work = 0
+        self.paused = False
         try:
             self._feed(data, events)
         except ProtocolError as exc:
@@ -125,6 +151,7 @@ class Receiver:
         pos = 0
         end = len(view)
         fast = self._mask_required and self._head is None
+        rate = self.budget
         while pos < end:
             if fast and not self._message_op and end - pos >= 6:
                 # Fast path for the common frame: a whole, masked, unfragmented, uncompressed
@@ -134,6 +161,10 @@ class Receiver:
                 if (b0 == 0x81 or b0 == 0x82) and 0x80 <= b1 <= 0xFD:
                     stop = pos + 6 + b1 - 0x80
                     if stop <= end and stop - pos - 6 <= self._max_size:
+                        if rate is not None and not rate.admit(stop - pos - 6):
+                            self._dropped(events, view[pos + 6:stop], view[pos + 2:pos + 6])
+                            pos = stop
+                            continue
                         payload = unmask(view[pos + 6:stop], view[pos + 2:pos + 6]) \
                             if stop > pos + 6 else b""
                         if b0 == 0x81:
@@ -192,23 +223,73 @@ class Receiver:
             if take or head.length == 0:
                 chunk = view[pos:pos + take]
                 pos += take
-                if head.mask is not None:
-                    chunk = apply_mask(chunk, head.mask, self._done)
-                elif not isinstance(chunk, bytes):
-                    chunk = bytes(chunk)
+                offset = self._done
                 self._done += take
                 final = self._done == head.length
+                last = final and head.fin
                 if not self._compressed:
                     self._size += take  # the next frame's header is checked against the rest
-                message = self._data(chunk, final and head.fin)
+                if self._drop:
+                    message = self._skip(chunk, head, offset, last)
+                else:
+                    if head.mask is not None:
+                        chunk = apply_mask(chunk, head.mask, offset)
+                    elif not isinstance(chunk, bytes):
+                        chunk = bytes(chunk)
+                    message = self._data(chunk, last)
                 if final:
                     self._head = None
                     fast = self._mask_required
-                    if message is not None:
+                    if message is _DROPPED:
+                        self._dropped(events)
+                    elif message is not None:
                         events.append((EV_MESSAGE, message))
+                if self.work > self.work_limit and pos < end:
+                    self.paused = True  # inflated a turn's worth: the rest waits
+                    break
             else:
                 break
         return pos
+
+    def _skip(self, chunk: bytes | memoryview, head: Header, offset: int,
+              last: bool) -> str | bytes | None:
+        """A piece of a dropped message: keep only its tail; _DROPPED on the last piece.
+
+        A compressed message is still inflated (and the output thrown away) when the
+        inflater keeps its context across messages: later messages refer back to it."""
+        if self._compressed and self._deflate is not None:
+            if self._deflate.keeps_context:
+                data = apply_mask(chunk, head.mask, offset) if head.mask is not None \
+                    else bytes(chunk)
+                inflated = len(self._deflate.decompress(
+                    data, final=last, limit=self._max_size - self._size))
+                self._size += inflated
+                self.work += inflated
+            elif last:
+                self._deflate.abandon()
+        else:
+            keep = _TAIL - max(0, head.length - offset - len(chunk))
+            if keep > 0:  # this piece reaches into the frame's last TAIL bytes
+                piece = chunk[-keep:]
+                if head.mask is not None:
+                    piece = apply_mask(piece, head.mask, offset + len(chunk) - len(piece))
+                self._tail = (self._tail + bytes(piece))[-_TAIL:]
+        return _DROPPED if last else None
+
+    def _dropped(self, events: list[Event], payload: bytes | memoryview = b"",
+                 mask: bytes | memoryview | None = None) -> None:
+        """A dropped message is over: one EV_DROPPED (with the tail of a whole frame's
+        `payload`, if given), and 1008 once the connection has dropped too many."""
+        if payload:
+            piece = payload[-_TAIL:]
+            tail = apply_mask(piece, bytes(mask), len(payload) - len(piece)) \
+                if mask is not None else bytes(piece)
+        else:
+            tail = self._tail
+        self._reset()
+        events.append((EV_DROPPED, tail))
+        if self.budget is not None and not self.budget.dropped():
+            raise ProtocolError(CLOSE_POLICY_VIOLATION, "over the rate limit")
 
     def _control(self, opcode: int, payload: bytes) -> Event:
         if opcode == OP_CLOSE:
@@ -227,6 +308,9 @@ class Receiver:
             if self._fragments > self._max_fragments:
                 raise ProtocolError(CLOSE_MESSAGE_TOO_BIG,
                                     f"message spans more than {self._max_fragments} frames")
+            if not self._drop and not self._compressed and self.budget is not None and \
+                    not self.budget.more(head.length):
+                self._refuse()
         else:
             if self._message_op:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -234,6 +318,16 @@ class Receiver:
             self._fragments = 1
             self._size = 0
             self._compressed = head.rsv1
+            # A compressed message is charged as it inflates (_data); a plain one here.
+            if self.budget is not None and \
+                    not self.budget.admit(0 if head.rsv1 else head.length):
+                self._refuse()
+
+    def _refuse(self) -> None:
+        """The open message is over the budget: what it has so far goes, the rest is skipped."""
+        self._drop = True
+        self._parts = None
+        self._decoder = None
 
     def _data(self, chunk: bytes, last: bool) -> str | bytes | None:
         """Add one piece of a data message; return the message when `last`, else None."""
@@ -243,6 +337,10 @@ class Receiver:
             chunk = self._deflate.decompress(chunk, final=last,
                                              limit=self._max_size - self._size)
             self._size += len(chunk)
+            self.work += len(chunk)
+            if self.budget is not None and not self.budget.more(len(chunk)):
+                self._refuse()  # inflated past the budget: never decoded, never parsed
+                return _DROPPED if last else None
         if self._message_op == OP_TEXT:
             decoder = self._decoder
             if decoder is None:
@@ -277,6 +375,8 @@ class Receiver:
         return piece
 
     def _reset(self) -> None:
+        self._drop = False
+        self._tail = b""
         self._message_op = 0
         self._parts = None
         self._decoder = None

@@ -43,11 +43,14 @@ def read(sock: socket.socket) -> memoryview | bytes:
         _wait(cast(Any, sock).hub, watcher)  # a gevent socket (it has a watcher)
 
 
-def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -> None:
+def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"",
+             timeout: float | None = None) -> None:
     """`sock.sendall(data + tail)`, returning once the kernel has taken every byte.
 
     With a `tail` (a large payload behind its header) both go in one sendmsg call, so the
-    payload is never copied to sit behind the header.
+    payload is never copied to sit behind the header. With a `timeout`, TimeoutError when
+    the peer takes no byte for that long (a peer that never reads must not hold a greenlet,
+    and what it was sent, forever).
     """
     raw = getattr(sock, "_sock", None)
     watcher = getattr(sock, "_write_event", None)
@@ -60,18 +63,18 @@ def send_all(sock: socket.socket, data: bytes | memoryview, tail: bytes = b"") -
         return
     # The kernel took part of it (its buffer is full): finish with plain sends as it drains.
     if sent < head:
-        _send_rest(sock, raw, watcher, data, sent)
+        _send_rest(sock, raw, watcher, data, sent, timeout)
         sent = head
     if tail:
-        _send_rest(sock, raw, watcher, tail, sent - head)
+        _send_rest(sock, raw, watcher, tail, sent - head, timeout)
 
 
 def _send_rest(sock: Any, raw: socket.socket, watcher: Any, data: bytes | memoryview,
-               sent: int) -> None:
+               sent: int, timeout: float | None) -> None:
     view = memoryview(data)
     size = len(view)
     while sent < size:
-        _wait(sock.hub, watcher)
+        _wait(sock.hub, watcher, timeout)
         sent += _send_now(raw, view[sent:])
 
 
@@ -89,18 +92,27 @@ def _send_now(raw: socket.socket, data: bytes | memoryview, tail: bytes = b"") -
         return 0
 
 
-def _wait(hub: Any, watcher: Any) -> None:
-    """Suspend this greenlet until `watcher` fires.
+def _wait(hub: Any, watcher: Any, timeout: float | None = None) -> None:
+    """Suspend this greenlet until `watcher` fires; TimeoutError after `timeout` seconds.
 
     gevent's cancel_wait (the socket closed by another greenlet) throws into the greenlet it
     finds as the callback's __self__: this one, as with gevent's own waiter.
     """
     if watcher.callback is not None:
         raise ConcurrentObjectUseError(f"socket already waited on by {watcher.callback!r}")
-    watcher.start(getcurrent().switch, watcher)
+    switch = getcurrent().switch
+    watcher.start(switch, watcher)
+    timer = None
+    if timeout is not None:  # only on this slow path: a write the kernel could not take
+        timer = hub.loop.timer(timeout)
+        timer.start(switch, timer)
     try:
         woken = hub.switch()
     finally:
         watcher.stop()
+        if timer is not None:
+            timer.close()
+    if woken is timer:
+        raise TimeoutError(f"the peer took no data for {timeout}s")
     if woken is not watcher:
         raise InvalidSwitchError(f"woken by {woken!r} while waiting on a socket")

@@ -105,15 +105,19 @@ class ConnectionTracker:
         """Ping connections silent for ping_interval; cut those that did not answer in time.
 
         Only a connection whose route is reading can see a pong, so a peer is judged dead
-        only while something is receiving on it.
+        while something is receiving on it, or — whatever the route is doing — while bytes
+        wait for it to take them (a backlog, a send in progress): a peer that neither
+        answers nor reads is gone. A route merely busy, with nothing owed to the peer, is
+        not judged (its pong may be waiting unread).
         """
         interval, timeout = self.ping_interval, self.ping_timeout
         for ws in list(self.connections):
             if ws.closed or not ws.accepted:
                 continue
             if ws.ping_sent_at:
-                if (timeout and now - ws.ping_sent_at > timeout and ws.receiving
-                        and ws.last_seen < ws.ping_sent_at):
+                if (timeout and now - ws.ping_sent_at > timeout
+                        and ws.last_seen < ws.ping_sent_at
+                        and (ws.receiving or ws.stalled)):
                     log.info("no pong from %s on %s for %.1fs: closing", ws.peer,
                              printable(ws.path), now - ws.ping_sent_at)
                     gevent.spawn(ws.terminate, CLOSE_INTERNAL_ERROR, "ping timeout")

@@ -4,8 +4,11 @@ Everything written to a connection goes through `_write()` under the send lock, 
 the 101 on first use (a route that answers with HTTP instead never upgrades), replies held
 while the route works through a batch of pipelined messages ("corked": one write instead of
 one per reply), and the fan-out backlog (`queue_frame`: a publisher never waits for a slow
-reader; the reader is cut off past `max_backlog` bytes instead). It ends with tearing TCP
-down once, counting the code the connection ended with.
+reader; the reader is cut off past `max_backlog` bytes instead; `put` is the same backlog for
+a sender that may wait a little for room, such as a history replay). Every wait for the peer
+to take bytes is bounded by the server's send timeout (`Pace`): a peer that stops reading is
+cut off however the bytes were sent. It ends with tearing TCP down once, counting the code
+the connection ended with.
 
 Kept apart from connection.py, which speaks the protocol (messages, pings, the closing
 handshake) on top of this.
@@ -13,7 +16,9 @@ handshake) on top of this.
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -23,20 +28,24 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from wsapp.websocket.exceptions import ConnectionClosed
+from wsapp.websocket.fairness import DEFAULT_PACE, Pace
 from wsapp.websocket.frames import CLOSE_ABNORMAL
+from wsapp.websocket.logsoon import log_soon
 from wsapp.websocket.sockio import RECV_SIZE, send_all, send_now
 from wsapp.websocket.state import CLOSED, CLOSING, CONNECTING, OPEN, ConnectionState, Trigger
 from wsapp.websocket.traffic import TRAFFIC
+
+log = logging.getLogger("wsapp.websocket.transport")
 
 
 class Transport(ConnectionState):
     """A connection's socket, its send lock and what waits to be written on it."""
 
     __slots__ = ("_sock", "_send_lock", "_accept", "_done", "_close_timeout", "_outbox",
-                 "_outbox_bytes", "_corked")
+                 "_outbox_bytes", "_corked", "_pace")
 
     def __init__(self, sock: socket.socket, *, accept: Callable[[], None] | None,
-                 close_timeout: float) -> None:
+                 close_timeout: float, pace: Pace = DEFAULT_PACE) -> None:
         super().__init__(connecting=accept is not None)
         self._sock = sock
         self._send_lock = Semaphore()
@@ -46,6 +55,7 @@ class Transport(ConnectionState):
         self._outbox: deque | None = None  # frames waiting for a slow reader (fan-out only)
         self._outbox_bytes = 0
         self._corked: list[bytes] | None = None  # replies held while the route is in a batch
+        self._pace = pace  # the server's turn budget and send timeout (shared, immutable)
 
     @property
     def accepted(self) -> bool:
@@ -92,6 +102,34 @@ class Transport(ConnectionState):
         TRAFFIC.bytes_out += len(frame)
         return True
 
+    def put(self, frame: bytes, max_backlog: int, timeout: float | None = None) -> bool:
+        """`queue_frame` for a sender that may wait: while the backlog has no room for
+        `frame`, wait for it to drain, up to `timeout` seconds (default: the send timeout).
+        False, with nothing queued, when it did not drain in time or the connection closed:
+        the caller cuts the reader off. So a replay goes through the same bounded backlog
+        as fan-out, and holds at most `max_backlog` bytes toward a peer that does not read.
+        """
+        if self.queue_frame(frame, max_backlog):
+            return True
+        wait = self._pace.send_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while self.state < CLOSING:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            # Room appears as the flusher writes; polling keeps this off the hot path (no
+            # event per connection) and a replay that waits is already slow.
+            gevent.sleep(min(0.02, left))
+            if self.queue_frame(frame, max_backlog):
+                return True
+        return False
+
+    @property
+    def stalled(self) -> bool:
+        """Whether bytes are waiting for the peer to take them (a backlog, or a send in
+        progress): a peer that is pinged then is judged on that, not on its pong."""
+        return self._outbox is not None or self._send_lock.locked()
+
     @property
     def backlog(self) -> int:
         """Bytes queued toward this peer and not yet written."""
@@ -108,11 +146,11 @@ class Transport(ConnectionState):
                 self._release_corked()  # to the outbox's front: they were sent earlier
             while outbox and self.state != CLOSED:
                 item = outbox[0]
-                send_all(self._sock, item)
+                send_all(self._sock, item, b"", self._pace.write_timeout)
                 outbox.popleft()
                 self._outbox_bytes -= len(item)
-        except OSError:
-            self._transport_lost()
+        except OSError as exc:
+            self._send_failed(exc)
         finally:
             self._outbox = None
             self._outbox_bytes = 0
@@ -150,9 +188,9 @@ class Transport(ConnectionState):
                 self._outbox_bytes += len(data)
             return
         try:
-            send_all(self._sock, held + data if data else held)
+            send_all(self._sock, held + data if data else held, b"", self._pace.write_timeout)
         except OSError as exc:
-            self._transport_lost()
+            self._send_failed(exc)
             raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None
 
     def _uncork_soon(self) -> None:
@@ -189,9 +227,9 @@ class Transport(ConnectionState):
             self._outbox_bytes += len(data) + len(tail)
             return
         try:
-            send_all(self._sock, data, tail)
+            send_all(self._sock, data, tail, self._pace.write_timeout)
         except OSError as exc:
-            self._transport_lost()
+            self._send_failed(exc)
             raise ConnectionClosed(CLOSE_ABNORMAL, str(exc)) from None
 
     def _ensure_accepted(self) -> None:
@@ -208,6 +246,13 @@ class Transport(ConnectionState):
                 accept()
         except OSError:
             self._transport_lost()
+
+    def _send_failed(self, exc: OSError) -> None:
+        """A write failed: the socket is dead, or the peer took nothing for send_timeout."""
+        if isinstance(exc, TimeoutError) and self.state != CLOSED:
+            log_soon(log, logging.INFO, "send timeout: %s (%d bytes queued); closing", exc,
+                     self._outbox_bytes)
+        self._transport_lost()
 
     def _transport_lost(self) -> None:
         self.dropped()
