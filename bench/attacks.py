@@ -433,12 +433,3 @@ def _ends_soon(sock: socket.socket, timeout: float) -> bool:
         except OSError:
             return True
     return False
-
-
-def rss_kb(pid: int) -> int:
-    """Resident memory of process `pid` in kB (Linux /proc)."""
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise KeyError("VmRSS")

@@ -38,6 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import attacks  # noqa: E402  (bench modules import each other, run from bench/)
+from client import proc_rss_kb  # noqa: E402
 from echo_bench import free_port, machine_info  # noqa: E402
 
 SCENARIOS = ("none", "plain", "compressed", "rate", "stalled", "trickle")
@@ -97,7 +98,7 @@ def stalled(port: int, token: str, seconds: float) -> Iterator[None]:
 
 def run_scenario(name: str, port: int, pid: int, token: str, samples: int) -> dict[str, Any]:
     """Round trips and RSS during one scenario."""
-    before = attacks.rss_kb(pid)
+    before = proc_rss_kb(pid)
     peak = before
     with attack(name, port, token, seconds=60):
         time.sleep(0.5 if name != "none" else 0)  # the attack is on
@@ -107,7 +108,7 @@ def run_scenario(name: str, port: int, pid: int, token: str, samples: int) -> di
             for _ in range(samples):
                 got["ws_ping"].append(probe.ws_ping())
                 got["healthz"].append(probe.healthz())
-                peak = max(peak, attacks.rss_kb(pid))
+                peak = max(peak, proc_rss_kb(pid))
                 time.sleep(0.02)
         finally:
             probe.close()

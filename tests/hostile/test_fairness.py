@@ -108,13 +108,13 @@ def _server_sockets_back_to(srv, baseline: int, timeout: float) -> int:
 def test_stalled_replays_are_bounded_and_cut(replay_srv):
     """Eight connections of one user replay ~6 MB of history each and never read, while
     live messages keep coming: RSS stays bounded and all are closed within 10 s."""
-    port, pid = replay_srv.port, replay_srv.pid
+    port = replay_srv.port
     channel = "room:stalled"
     attacks.fill_history(port, channel, HISTORY, 60_000)
     status, minted = attacks.http_json(port, "POST", "/api/tokens", {"user": "stuck"})
     assert status == 200, minted
     time.sleep(0.5)
-    before = attacks.rss_kb(pid)
+    before = replay_srv.status_kb("VmRSS")
     baseline = replay_srv.socket_count()
 
     with attacks.LivePublisher(port, channel):  # the replay holds fill all along
@@ -123,13 +123,13 @@ def test_stalled_replays_are_bounded_and_cut(replay_srv):
             peak = before
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
-                peak = max(peak, attacks.rss_kb(pid))
+                peak = max(peak, replay_srv.status_kb("VmRSS"))
                 time.sleep(0.1)
         except BaseException:
             stalled.close()
             raise
     left = _server_sockets_back_to(replay_srv, baseline, 3.0)
-    peak = max(peak, attacks.rss_kb(pid))
+    peak = max(peak, replay_srv.status_kb("VmRSS"))
     stalled.close()
     growth_mib = (peak - before) / 1024
     print(f"stalled replays: RSS {before / 1024:.0f} -> {peak / 1024:.0f} MiB, "
