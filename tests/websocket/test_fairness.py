@@ -5,6 +5,7 @@ in 1008), the turn yield, the bounded-wait backlog and the send timeout."""
 import contextlib
 import os
 import socket
+import time
 import zlib
 
 import gevent
@@ -161,6 +162,21 @@ def test_with_context_takeover_later_messages_still_inflate():
 def test_no_budget_no_change():
     r = Receiver(1 << 20)
     assert r.feed(f(OP_TEXT, b"x") * 3) == [(EV_MESSAGE, "x")] * 3
+
+
+def test_burst_then_refill():
+    bucket = TokenBucket(rate=100, burst=10)
+    assert all(bucket.take() for _ in range(10))
+    assert not bucket.take()
+    time.sleep(0.05)  # ~5 tokens back
+    assert bucket.take()
+
+
+def test_sizes_and_unlimited():
+    bucket = TokenBucket(rate=1000)  # burst 2000
+    assert bucket.take(1500) and not bucket.take(1000)
+    unlimited = TokenBucket(rate=0)
+    assert all(unlimited.take(10**9) for _ in range(3))
 
 
 def test_token_bucket_rate_zero_is_unlimited():

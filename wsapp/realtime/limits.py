@@ -1,13 +1,11 @@
-"""Per-user push quotas; the token bucket the rate limits use lives in the WebSocket layer
-(wsapp.websocket.fairness), which applies them from frame headers."""
+"""Per-user push quotas. (The per-connection rate limits are the WebSocket layer's, applied
+from frame headers: wsapp.websocket.fairness.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from wsapp.websocket.fairness import TokenBucket
-
-__all__ = ["TokenBucket", "applicable_quotas", "parse_quotas", "window_name"]
+__all__ = ["applicable_quotas", "parse_quotas", "window_name"]
 
 
 _WINDOWS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
