@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from wsapp.websocket.connection import WebSocket
 
 
-class Hold(list[str]):
+class Hold(deque[str]):
     """Live messages held for one connection while history replays to it, with their size:
     the hub cuts the connection off rather than let it pass max_replay_hold bytes."""
 
@@ -26,7 +28,7 @@ class Hold(list[str]):
 
     def take(self) -> str:
         """The oldest held message, no longer held."""
-        text = self.pop(0)
+        text = self.popleft()  # O(1): a hold may be thousands of small messages
         self.size -= len(text)
         return text
 
